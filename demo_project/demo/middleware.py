@@ -1,0 +1,19 @@
+"""The reference's logging middleware, ported: it times the whole connection's life."""
+
+import logging
+import time
+
+from rockstar_ws import Context
+
+log = logging.getLogger("demo")
+
+
+async def ws_logging_middleware(ctx: Context, next):
+    """Log when a connection starts and ends, with its duration."""
+    start = time.monotonic()
+    log.info("WebSocket connection started: %s", ctx.request.remote_addr)
+    try:
+        return await next(ctx)
+    finally:
+        log.info("WebSocket connection ended: %s (duration: %.3fs)", ctx.request.remote_addr,
+                 time.monotonic() - start)

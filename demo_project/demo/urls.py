@@ -1,0 +1,9 @@
+"""Pages of the demo."""
+
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.index, name="demo-index"),
+]

@@ -1,0 +1,9 @@
+"""Demo pages."""
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+
+def index(request: HttpRequest) -> HttpResponse:
+    """The demo's start page: what to try, and a tiny echo client."""
+    return render(request, "demo/index.html")

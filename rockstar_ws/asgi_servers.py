@@ -1,0 +1,98 @@
+"""What rockstar_ws does beyond plain ASGI on the servers it knows.
+
+ASGI gives an application no close reason on daphne (daphne#374), only close codes 1000 and
+3000-4999 (autobahn refuses 1008, 1009, 1011, 1013 from ``serverClose``), and a bare 403 for
+every refused handshake (no ``websocket.http.response``, daphne#486). When rockstar_ws runs under
+daphne it talks to daphne's protocol object for those three things, exactly as daphne itself does
+for an application crash (``sendCloseFrame``) and a rejection (``ConnectionDeny``). Anything it
+does not recognise falls back to plain ASGI messages.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+__all__ = ["ServerBridge", "bridge_for"]
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class ServerBridge:
+    """Plain ASGI: close with a message, no buffer insight, refusals as refusals.py sends them."""
+
+    name = "asgi"
+    real_refusal_status = False
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+
+    async def close(self, code: int, reason: str = "") -> None:
+        """Send a close frame with ``code`` and ``reason``."""
+        message: dict[str, Any] = {"type": "websocket.close", "code": code}
+        if reason:
+            message["reason"] = reason
+        await self.send(message)
+
+    def buffered_bytes(self) -> int:
+        """Bytes written to this client that the server has not sent yet (0 when unknown)."""
+        return 0
+
+    def refuse(self, status: int, reason: str) -> bool:
+        """Refuse the handshake with a real HTTP status if the server allows it; False if not."""
+        return False
+
+
+class DaphneBridge(ServerBridge):
+    """daphne: close frames with any code and a reason, real refusal statuses, buffer sizes."""
+
+    name = "daphne"
+    real_refusal_status = True
+
+    def __init__(self, send: Send, protocol: Any) -> None:
+        super().__init__(send)
+        self.protocol = protocol
+
+    async def close(self, code: int, reason: str = "") -> None:
+        p = self.protocol
+        if getattr(p, "state", None) != p.STATE_OPEN:
+            return
+        p.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8")[:123] or None, isReply=False)
+
+    def buffered_bytes(self) -> int:
+        transport = getattr(self.protocol, "transport", None)
+        if transport is None:
+            return 0
+        return len(getattr(transport, "dataBuffer", b"")) + int(getattr(transport, "_tempDataLen", 0))
+
+    def refuse(self, status: int, reason: str) -> bool:
+        p = self.protocol
+        deferred = getattr(p, "handshake_deferred", None)
+        if deferred is None or deferred.called:
+            return False
+        from autobahn.websocket.types import ConnectionDeny
+
+        deferred.errback(ConnectionDeny(code=status, reason=reason))
+        del p.handshake_deferred
+        p.server.protocol_disconnected(p)
+        p.server.log_action("websocket", "rejected", {"path": p.request.path, "client_addr": p.client_addr})
+        return True
+
+
+def bridge_for(send: Send) -> ServerBridge:
+    """The bridge for the server that handed us ``send`` (through Channels' session wrapper too)."""
+    inner: Any = send
+    for _ in range(8):
+        if isinstance(inner, functools.partial) and inner.args:
+            protocol = inner.args[0]
+            if type(protocol).__module__ == "daphne.ws_protocol" and hasattr(protocol, "sendCloseFrame"):
+                return DaphneBridge(send, protocol)
+            break
+        # Channels' InstanceSessionWrapper.send passes messages on to ``real_send``.
+        owner = getattr(inner, "__self__", None)
+        nxt = getattr(owner, "real_send", None)
+        if nxt is None:
+            break
+        inner = nxt
+    return ServerBridge(send)

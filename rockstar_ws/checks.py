@@ -1,0 +1,30 @@
+"""Django system checks for rockstar_ws (ids ``rockstar_ws.E0xx`` / ``W0xx``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+
+from .conf import ws_settings
+
+
+@register("rockstar_ws")
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Unknown keys, a bad refusal mode, a missing channel layer."""
+    errors: list[Any] = []
+    try:
+        _ = ws_settings.user_settings
+    except Exception as exc:
+        return [Error(str(exc), id="rockstar_ws.E001", hint="Fix the key names in settings.ROCKSTAR_WS.")]
+    if ws_settings.REFUSAL_MODE not in ("http", "close"):
+        errors.append(Error(f"ROCKSTAR_WS['REFUSAL_MODE'] is {ws_settings.REFUSAL_MODE!r}",
+                            hint="Use 'http' or 'close'.", id="rockstar_ws.E002"))
+    layers = getattr(settings, "CHANNEL_LAYERS", {}) or {}
+    if ws_settings.CHANNEL_LAYER not in layers:
+        errors.append(Warning(
+            f"No channel layer {ws_settings.CHANNEL_LAYER!r} in CHANNEL_LAYERS: broadcast stays in one process.",
+            hint="Add CHANNEL_LAYERS (channels_redis.core.RedisChannelLayer for several processes).",
+            id="rockstar_ws.W001"))
+    return errors

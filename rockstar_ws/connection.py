@@ -1,0 +1,252 @@
+"""One WebSocket connection, as a handler sees it (the reference's ``WebSocketConnection``).
+
+Messages from the client are pumped into a small inbox by the consumer (see consumer.py); a
+handler reads them with ``await conn.read_message()`` or ``async for``. Reads and writes after
+the connection has ended raise :class:`~rockstar_ws.errors.ConnectionClosed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import async_to_sync
+
+from .asgi_servers import ServerBridge
+from .errors import ConnectionClosed
+from .messages import BinaryMessage, CloseCode, MessageType, TextMessage
+
+if TYPE_CHECKING:
+    from .context import Context
+
+__all__ = ["Message", "SyncConnection", "WebSocketConnection"]
+
+Message = tuple[MessageType, "str | bytes"]
+
+CONNECTING, OPEN, CLOSED = 0, 1, 2
+
+
+class WebSocketConnection:
+    """An accepted WebSocket connection.
+
+    ``read_message()`` returns ``(message_type, data)``: ``str`` for text, ``bytes`` for binary.
+    ``write_message(message_type, data)`` sends one message. ``close(code, reason)`` is
+    idempotent. ``remote_addr`` and ``local_addr`` are ``"ip:port"`` strings.
+    """
+
+    __slots__ = ("ctx", "_send", "_bridge", "_inbox", "_inbox_size", "_waiter", "_state", "close_code",
+                 "close_reason", "channel_name", "subprotocol", "groups", "_on_close", "__weakref__")
+
+    def __init__(self, ctx: Context, send: Callable[[dict[str, Any]], Awaitable[None]],
+                 *, inbox_size: int = 256, bridge: ServerBridge | None = None) -> None:
+        self.ctx = ctx
+        self._send = send
+        self._bridge = bridge or ServerBridge(send)
+        self._inbox: deque[Message] = deque()
+        self._inbox_size = inbox_size
+        self._waiter: asyncio.Future[None] | None = None
+        self._state = CONNECTING
+        #: Close code once closed: the client's, the server's, or 1006 when the client vanished.
+        self.close_code: int | None = None
+        self.close_reason: str = ""
+        #: This connection's Channels channel name (when a channel layer is configured).
+        self.channel_name: str | None = None
+        self.subprotocol: str | None = None
+        #: Names of the broadcast groups this connection is a member of.
+        self.groups: set[str] = set()
+        self._on_close: list[Callable[[WebSocketConnection], Any]] = []
+
+    # -- facts ---------------------------------------------------------------------------
+    @property
+    def remote_addr(self) -> str:
+        """The client's address, ``"ip:port"``."""
+        return self.ctx.request.remote_addr
+
+    @property
+    def local_addr(self) -> str:
+        """The server's address, ``"ip:port"``."""
+        return self.ctx.request.local_addr
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection has ended (either side closed, or the client vanished)."""
+        return self._state == CLOSED
+
+    # -- fed by the consumer (hot path) --------------------------------------------------
+    def _feed(self, message: Message) -> bool:
+        """Queue a client message for the handler. False when the inbox is full."""
+        inbox = self._inbox
+        if len(inbox) >= self._inbox_size:
+            return False
+        inbox.append(message)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return True
+
+    def _mark_closed(self, code: int, reason: str = "") -> None:
+        if self._state == CLOSED:
+            return
+        self._state = CLOSED
+        self.close_code = code
+        self.close_reason = reason
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        for callback in self._on_close:
+            try:
+                callback(self)
+            except Exception:  # pragma: no cover - a callback must never break the close path
+                import logging
+
+                logging.getLogger("rockstar_ws").exception("on-close callback failed")
+        self._on_close.clear()
+
+    # -- the reference's API -------------------------------------------------------------
+    async def read_message(self, timeout: float | None = None) -> Message:
+        """Wait for the next message: ``(MessageType.TEXT, str)`` or ``(MessageType.BINARY, bytes)``.
+
+        Raises :class:`ConnectionClosed` once the connection has ended (after the messages that
+        arrived before the close have been read), and :class:`TimeoutError` when ``timeout``
+        seconds pass without a message (the connection stays open).
+        """
+        while True:
+            if self._inbox:
+                return self._inbox.popleft()
+            if self._state == CLOSED:
+                raise ConnectionClosed(self.close_code or CloseCode.NO_STATUS, self.close_reason)
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiter = waiter
+            try:
+                if timeout is None:
+                    await waiter
+                else:
+                    async with asyncio.timeout(timeout):
+                        await waiter
+            finally:
+                self._waiter = None
+
+    async def write_message(self, message_type: int, data: str | bytes) -> None:
+        """Send one message. Text data may be ``str`` or UTF-8 ``bytes``; binary may be ``bytes`` or ``str``.
+
+        Ping and pong frames are the server's job (daphne's ``--ping-interval``, uvicorn's
+        ``--ws-ping-interval``): ASGI gives applications no way to send them.
+        """
+        if self._state != OPEN:
+            if self._state == CONNECTING:
+                raise RuntimeError("write_message() before the connection was accepted")
+            raise ConnectionClosed(self.close_code or CloseCode.NO_STATUS, self.close_reason)
+        if message_type == TextMessage:
+            if not isinstance(data, str):
+                data = bytes(data).decode("utf-8")
+            await self._send({"type": "websocket.send", "text": data})
+        elif message_type == BinaryMessage:
+            if isinstance(data, str):
+                data = data.encode("utf-8")
+            await self._send({"type": "websocket.send", "bytes": bytes(data)})
+        elif message_type == MessageType.CLOSE:
+            await self.close()
+        elif message_type in (MessageType.PING, MessageType.PONG):
+            raise ValueError("Ping and pong frames are sent by the ASGI server (see its ping interval); "
+                             "ASGI applications cannot send them")
+        else:
+            raise ValueError(f"Unknown message type {message_type!r}: use TextMessage (1) or BinaryMessage (2)")
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection. Idempotent: closing a closed connection does nothing."""
+        if self._state == CLOSED:
+            return
+        was_open = self._state == OPEN
+        self._mark_closed(code, reason)
+        if was_open:
+            try:
+                await self._bridge.close(code, reason[:120])
+            except Exception:  # the transport is already gone: the close has happened anyway
+                pass
+
+    async def __aiter__(self) -> AsyncIterator[Message]:
+        """``async for message_type, data in conn``: ends when the connection closes."""
+        while True:
+            try:
+                yield await self.read_message()
+            except ConnectionClosed:
+                return
+
+    # -- helpers -------------------------------------------------------------------------
+    async def send_text(self, data: str) -> None:
+        """Shortcut for ``write_message(TextMessage, data)``."""
+        await self.write_message(TextMessage, data)
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Shortcut for ``write_message(BinaryMessage, data)``."""
+        await self.write_message(BinaryMessage, data)
+
+    async def write_json(self, value: Any) -> None:
+        """Send ``value`` as one JSON text message."""
+        await self.write_message(TextMessage, json.dumps(value, separators=(",", ":")))
+
+    def __repr__(self) -> str:
+        state = ("connecting", "open", "closed")[self._state]
+        return f"<WebSocketConnection {self.remote_addr} {self.ctx.request.path} {state}>"
+
+
+class SyncConnection:
+    """The blocking twin of :class:`WebSocketConnection`, given to plain ``def`` handlers.
+
+    Each method blocks the handler's worker thread until the event loop has done the work, so
+    the reference's Go loops port line by line, and Django ORM calls can run in between.
+    """
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: WebSocketConnection) -> None:
+        self._conn = conn
+
+    @property
+    def remote_addr(self) -> str:
+        """The client's address, ``"ip:port"``."""
+        return self._conn.remote_addr
+
+    @property
+    def local_addr(self) -> str:
+        """The server's address, ``"ip:port"``."""
+        return self._conn.local_addr
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection has ended."""
+        return self._conn.closed
+
+    @property
+    def async_connection(self) -> WebSocketConnection:
+        """The underlying async connection."""
+        return self._conn
+
+    def read_message(self, timeout: float | None = None) -> Message:
+        """Blocking :meth:`WebSocketConnection.read_message`."""
+        return async_to_sync(self._conn.read_message)(timeout)
+
+    def write_message(self, message_type: int, data: str | bytes) -> None:
+        """Blocking :meth:`WebSocketConnection.write_message`."""
+        async_to_sync(self._conn.write_message)(message_type, data)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Blocking :meth:`WebSocketConnection.close`."""
+        async_to_sync(self._conn.close)(code, reason)
+
+    def __iter__(self):
+        """``for message_type, data in conn``: ends when the connection closes."""
+        while True:
+            try:
+                yield self.read_message()
+            except ConnectionClosed:
+                return
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._conn, name)
+        if asyncio.iscoroutinefunction(attr):
+            return async_to_sync(attr)
+        return attr

@@ -1,0 +1,267 @@
+"""The per-connection consumer: handshake checks, middleware, the handler, and the hot path.
+
+A connection's life, in order:
+
+1. ``websocket.connect`` arrives. The host resolves to a tenant (if tenancy is configured),
+   the route is looked up (host routes first, then tenant routes, then global ones; 404).
+2. Handshake checks, none of which run user code: the upgrader (origin, 403), authentication
+   (401/403) on authenticated routes, and connection limits (429). A refusal is sent as
+   refusals.py describes.
+3. Middleware runs, outermost first, around the rest; it may refuse by raising ``Deny``.
+4. The innermost step accepts the handshake, registers the connection, starts the handler as
+   a task and pumps client messages into the connection's inbox (the hot path: one
+   ``receive()``, one deque append, one future wake-up per message).
+5. When either side ends, the other is wound down: a client that left gets its handler a
+   grace period (``HANDLER_CLOSE_TIMEOUT``) before it is cancelled; a handler that returned
+   closes with 1000, one that raised with 1011.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from channels.consumer import AsyncConsumer
+
+from .asgi_servers import bridge_for
+from .conf import ws_settings
+from .connection import CLOSED, OPEN, SyncConnection, WebSocketConnection
+from .context import Context, Request
+from .errors import ConnectionClosed, Deny
+from .messages import BinaryMessage, CloseCode, TextMessage
+from .refusals import refuse
+from .routing import normalize_host
+
+if TYPE_CHECKING:
+    from .server import WebSocketServer
+
+__all__ = ["RockstarConsumer"]
+
+logger = logging.getLogger("rockstar_ws")
+refusal_logger = logging.getLogger("rockstar_ws.refusals")
+
+
+def _host_of(scope: dict[str, Any]) -> str:
+    for name, value in scope.get("headers") or ():
+        if name == b"host":
+            return normalize_host(value.decode("latin-1"))
+    server = scope.get("server")
+    return normalize_host(server[0]) if server else ""
+
+
+class RockstarConsumer(AsyncConsumer):
+    """A Channels consumer that runs one rockstar_ws handler for one connection.
+
+    It is a real Channels consumer (``channel_layer``, ``channel_name``, ``as_asgi()``) but it
+    replaces Channels' per-message dispatch with a direct pump, so the hot path stays short.
+    Messages sent to ``channel_name`` through the channel layer with type ``rockstar.send``
+    (``message_type``, ``data``) or ``rockstar.close`` (``code``, ``reason``) reach the client.
+    """
+
+    server: WebSocketServer | None = None
+
+    def __init__(self, server: WebSocketServer | None = None, **kwargs: Any) -> None:
+        if server is not None:
+            self.server = server
+        self.channel_layer = None
+        self.channel_name: str | None = None
+        self.conn: WebSocketConnection | None = None
+        self.ctx: Context | None = None
+        self.accepted = False
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
+                       send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        if scope.get("type") != "websocket":
+            raise ValueError(f"rockstar_ws serves websocket scopes only, got {scope.get('type')!r}")
+        self.scope = scope
+        self.base_send = send
+        self.bridge = bridge_for(send)
+        self._receive = receive
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return  # the client left before the handshake reached us
+        server = self.server
+        assert server is not None, "RockstarConsumer needs a server (use server as the ASGI app)"
+        host = _host_of(scope)
+        request = Request.from_scope(scope, host)
+        ctx: Context | None = None
+        release: Callable[[], Any] | None = None
+        try:
+            tenant = await server.resolve_tenant(request) if server.tenancy_enabled else None
+            found = server.routes.find(host, request.path, request.tenant_id)
+            if found is None:
+                raise Deny(404, log_detail=f"no route for host={host!r} path={request.path!r}")
+            route, params = found
+            request.path_params = params
+            ctx = Context(request, scope, server, route)
+            ctx.tenant = tenant
+            self.ctx = ctx
+            release = await server.handshake(ctx)
+        except Deny as deny:
+            await self._refuse(deny, request)
+            return
+        except Exception:
+            logger.exception("handshake of %s failed", request.path)
+            await self._refuse(Deny(500, "internal error"), request)
+            return
+
+        chain = server.middleware_chain(ctx.route, self._serve)
+        try:
+            await chain(ctx)
+            if not self.accepted:
+                raise Deny(403, "refused by middleware", log_detail="middleware returned without calling next")
+        except Deny as deny:
+            if self.accepted:
+                if self.conn is not None:
+                    await self.conn.close(deny.close_code, deny.reason)
+            else:
+                await self._refuse(deny, request)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            logger.exception("middleware of %s raised", ctx.route.label)
+            if self.accepted and self.conn is not None:
+                await self.conn.close(CloseCode.INTERNAL_ERROR, "internal error")
+            elif not self.accepted:
+                await self._refuse(Deny(500, "internal error"), request)
+        finally:
+            if self.conn is not None:
+                self.conn._mark_closed(CloseCode.ABNORMAL)
+            if ctx is not None:
+                ctx.done.set()
+            if release is not None:
+                await release()
+
+    async def _refuse(self, deny: Deny, request: Request) -> None:
+        refusal_logger.info(
+            "refused %s%s from %s: %s %s%s", request.host, request.path, request.remote_addr,
+            deny.status, deny.reason, f" ({deny.log_detail})" if deny.log_detail else "",
+        )
+        self.server.stats.refused(deny)
+        try:
+            await refuse(self.scope, self.base_send, deny, ws_settings.REFUSAL_MODE, self.bridge)
+        except Exception:  # the client is gone already; nothing left to tell it
+            pass
+
+    # -- the connection, once middleware let it through -----------------------------------
+    async def _serve(self, ctx: Context) -> None:
+        server = self.server
+        route = ctx.route
+        conn = WebSocketConnection(ctx, self.base_send, inbox_size=ws_settings.INBOX_SIZE, bridge=self.bridge)
+        ctx.connection = conn
+        self.conn = conn
+        accept: dict[str, Any] = {"type": "websocket.accept"}
+        if ctx.subprotocol:
+            accept["subprotocol"] = ctx.subprotocol
+            conn.subprotocol = ctx.subprotocol
+        await self.base_send(accept)
+        self.accepted = True
+        conn._state = OPEN
+        server._opened(conn)
+        listener = None
+        layer = server.channel_layer
+        if layer is not None and server.per_connection_channel:
+            self.channel_layer = layer
+            self.channel_name = conn.channel_name = await layer.new_channel()
+            listener = asyncio.ensure_future(self._listen(layer, self.channel_name, conn))
+        if route.is_async:
+            handler = asyncio.ensure_future(route.handler(ctx, conn))
+        else:
+            handler = asyncio.ensure_future(server.run_sync_handler(route.handler, ctx, SyncConnection(conn)))
+        pump = asyncio.ensure_future(self._pump(conn))
+        try:
+            await asyncio.wait((handler, pump), return_when=asyncio.FIRST_COMPLETED)
+            if handler.done():
+                await self._handler_finished(handler, conn)
+                if not pump.done():
+                    try:
+                        async with asyncio.timeout(ws_settings.CLOSE_TIMEOUT):
+                            await asyncio.shield(pump)
+                    except TimeoutError:
+                        pass
+            else:
+                ctx.done.set()
+                try:
+                    async with asyncio.timeout(ws_settings.HANDLER_CLOSE_TIMEOUT):
+                        await asyncio.shield(handler)
+                except TimeoutError:
+                    logger.warning("handler of %s still running %.1fs after its client left; cancelled",
+                                   route.label, ws_settings.HANDLER_CLOSE_TIMEOUT)
+                except BaseException:
+                    pass
+                if handler.done():
+                    await self._handler_finished(handler, conn)
+        finally:
+            for task in (handler, pump, listener):
+                if task is not None and not task.done():
+                    task.cancel()
+            conn._mark_closed(CloseCode.ABNORMAL)
+            ctx.done.set()
+            server._closed(conn)
+
+    async def _handler_finished(self, handler: asyncio.Future[Any], conn: WebSocketConnection) -> None:
+        if handler.cancelled():
+            await conn.close(CloseCode.GOING_AWAY)
+            return
+        exc = handler.exception()
+        if exc is None or isinstance(exc, ConnectionClosed):
+            await conn.close(CloseCode.NORMAL)
+        elif isinstance(exc, Deny):
+            await conn.close(exc.close_code, exc.reason)
+        else:
+            logger.error("handler of %s raised", conn.ctx.route.label, exc_info=exc)
+            await conn.close(CloseCode.INTERNAL_ERROR, "internal error")
+
+    async def _pump(self, conn: WebSocketConnection) -> None:
+        """The hot path: client messages into the connection's inbox until the client goes."""
+        receive = self._receive
+        feed = conn._feed
+        max_size = (conn.ctx.route.options.get("upgrader") or self.server.upgrader).max_message_size
+        limiter = self.server.new_rate_limiter()
+        while True:
+            message = await receive()
+            mtype = message["type"]
+            if mtype == "websocket.receive":
+                if conn._state == CLOSED:
+                    continue
+                text = message.get("text")
+                if text is not None:
+                    item = (TextMessage, text)
+                    size = len(text)
+                    if max_size and size * 4 > max_size:
+                        size = len(text.encode("utf-8"))
+                else:
+                    data = message.get("bytes") or b""
+                    item = (BinaryMessage, data)
+                    size = len(data)
+                if max_size and size > max_size:
+                    await conn.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
+                    self.server.stats.message_too_big()
+                    continue
+                if limiter is not None and not limiter.allow():
+                    if await self.server.on_rate_limited(conn):
+                        continue
+                if not feed(item):
+                    await conn.close(CloseCode.POLICY_VIOLATION, "inbox overflow")
+            elif mtype == "websocket.disconnect":
+                conn._mark_closed(message.get("code", CloseCode.ABNORMAL), message.get("reason") or "")
+                return
+
+    async def _listen(self, layer: Any, channel: str, conn: WebSocketConnection) -> None:
+        """Messages for this connection arriving through the channel layer."""
+        while conn._state != CLOSED:
+            message = await layer.receive(channel)
+            try:
+                kind = message.get("type")
+                if kind == "rockstar.send":
+                    await conn.write_message(message["message_type"], message["data"])
+                elif kind == "rockstar.close":
+                    await conn.close(message.get("code", CloseCode.NORMAL), message.get("reason", ""))
+                else:
+                    await self.server.on_channel_message(conn, message)
+            except ConnectionClosed:
+                return
+            except Exception:
+                logger.exception("channel-layer message for %s failed", conn.ctx.route.label)

@@ -1,0 +1,202 @@
+"""The route table: host-specific routes first, then global ones (the reference's lookup order).
+
+Hosts match case-insensitively with the port stripped; ``*.example.com`` matches any subdomain
+of example.com (not example.com itself). Paths use Django's path syntax
+(``/ws/rooms/<str:room>``); literal paths are found with one dict lookup.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.urls.resolvers import RoutePattern
+
+from .errors import ImproperlyConfigured, RouteConflict
+
+__all__ = ["Handler", "Middleware", "Route", "RouteTable", "normalize_host"]
+
+Handler = Callable[..., Any]
+Middleware = Callable[..., Any]
+
+
+def normalize_host(host: str | None) -> str:
+    """Lower-case a Host header value and strip its port and trailing dot ("A.com:80" -> "a.com")."""
+    if not host:
+        return ""
+    host = host.strip().lower()
+    if host.startswith("["):  # IPv6 literal: [::1]:8000
+        end = host.find("]")
+        return host[: end + 1] if end != -1 else host
+    if host.count(":") == 1:
+        host = host.rsplit(":", 1)[0]
+    return host.rstrip(".")
+
+
+def _is_async(func: Any) -> bool:
+    """True for ``async def`` functions and objects whose ``__call__`` is one."""
+    if inspect.iscoroutinefunction(func):
+        return True
+    return callable(func) and not inspect.isfunction(func) and inspect.iscoroutinefunction(func.__call__)
+
+
+def _check_host_pattern(host: str) -> str:
+    h = normalize_host(host)
+    if not h:
+        raise ImproperlyConfigured(f"Host route needs a host name, got {host!r}")
+    if "*" in h and (not h.startswith("*.") or "*" in h[2:]):
+        raise ImproperlyConfigured(
+            f"Wildcard host {host!r}: only a leading '*.' label is allowed (e.g. '*.example.com')")
+    return h
+
+
+@dataclass(slots=True, eq=False)
+class Route:
+    """One registered route: where it listens, what runs, and what it demands."""
+
+    path: str
+    handler: Handler
+    middleware: tuple[Middleware, ...] = ()
+    host: str | None = None
+    tenant: str | None = None
+    authenticated: bool = False
+    allowed_scopes: tuple[str, ...] = ()
+    require_all_scopes: bool = False
+    name: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    is_async: bool = True
+    pattern: RoutePattern | None = None
+
+    def __post_init__(self) -> None:
+        if not self.path.startswith("/"):
+            raise ImproperlyConfigured(f"WebSocket route path must start with '/': {self.path!r}")
+        if not callable(self.handler):
+            raise ImproperlyConfigured(f"Handler for {self.path!r} is not callable: {self.handler!r}")
+        self.is_async = _is_async(self.handler)
+        if not self.is_async and inspect.isasyncgenfunction(self.handler):
+            raise ImproperlyConfigured(f"Handler for {self.path!r} is an async generator; use 'async def'")
+        for mw in self.middleware:
+            if not _is_async(mw):
+                raise ImproperlyConfigured(
+                    f"Middleware {mw!r} on {self.path!r} must be an 'async def mw(ctx, next)' coroutine function"
+                )
+        if "<" in self.path:
+            self.pattern = RoutePattern(self.path, is_endpoint=True)
+        if isinstance(self.allowed_scopes, str):
+            raise ImproperlyConfigured(f"allowed_scopes of {self.path!r} must be a list of strings, not a string")
+        self.allowed_scopes = tuple(self.allowed_scopes or ())
+        self.middleware = tuple(self.middleware or ())
+
+    @property
+    def label(self) -> str:
+        """A short name for logs and counters: ``host/path`` or ``path``."""
+        if self.host:
+            return f"{self.host}{self.path}"
+        return f"tenant:{self.tenant}{self.path}" if self.tenant else self.path
+
+
+class _PathTable:
+    __slots__ = ("exact", "patterns")
+
+    def __init__(self) -> None:
+        self.exact: dict[str, Route] = {}
+        self.patterns: list[Route] = []
+
+    def add(self, route: Route, where: str) -> None:
+        if route.pattern is None:
+            if route.path in self.exact:
+                raise RouteConflict(f"WebSocket route {where}{route.path!r} is registered twice")
+            self.exact[route.path] = route
+        else:
+            if any(r.path == route.path for r in self.patterns):
+                raise RouteConflict(f"WebSocket route {where}{route.path!r} is registered twice")
+            self.patterns.append(route)
+
+    def find(self, path: str) -> tuple[Route, dict[str, Any]] | None:
+        route = self.exact.get(path)
+        if route is not None:
+            return route, {}
+        for route in self.patterns:
+            m = route.pattern.match(path)  # type: ignore[union-attr]
+            if m is not None:
+                return route, m[2]
+        return None
+
+    def __iter__(self):
+        yield from self.exact.values()
+        yield from self.patterns
+
+
+class RouteTable:
+    """Routes by host (exact, then wildcard, longest suffix first), then tenant, then global."""
+
+    def __init__(self) -> None:
+        self.global_routes = _PathTable()
+        self.hosts: dict[str, _PathTable] = {}
+        self.wildcards: list[tuple[str, _PathTable]] = []  # (".example.com", table), longest first
+        self.tenants: dict[str, _PathTable] = {}
+
+    def add(self, route: Route) -> None:
+        """Add a route; the same host (or tenant) and path twice raises :class:`RouteConflict`."""
+        if route.host:
+            host = _check_host_pattern(route.host)
+            route.host = host
+            if host.startswith("*."):
+                suffix = host[1:]
+                table = next((t for s, t in self.wildcards if s == suffix), None)
+                if table is None:
+                    table = _PathTable()
+                    self.wildcards.append((suffix, table))
+                    self.wildcards.sort(key=lambda item: -len(item[0]))
+                table.add(route, f"on host {host!r} ")
+            else:
+                self.hosts.setdefault(host, _PathTable()).add(route, f"on host {host!r} ")
+        elif route.tenant:
+            self.tenants.setdefault(route.tenant, _PathTable()).add(route, f"for tenant {route.tenant!r} ")
+        else:
+            self.global_routes.add(route, "")
+
+    def find(self, host: str, path: str, tenant_id: str | None = None) -> tuple[Route, dict[str, Any]] | None:
+        """The route for a normalized host and a path, or None (the reference's 404)."""
+        if self.hosts:
+            table = self.hosts.get(host)
+            if table is not None:
+                found = table.find(path)
+                if found is not None:
+                    return found
+        for suffix, table in self.wildcards:
+            if host.endswith(suffix) and len(host) > len(suffix):
+                found = table.find(path)
+                if found is not None:
+                    return found
+        if tenant_id is not None and self.tenants:
+            table = self.tenants.get(tenant_id)
+            if table is not None:
+                found = table.find(path)
+                if found is not None:
+                    return found
+        return self.global_routes.find(path)
+
+    @property
+    def has_tenant_routes(self) -> bool:
+        """True when some route is declared by tenant rather than by host."""
+        return bool(self.tenants)
+
+    def __iter__(self):
+        yield from self.global_routes
+        for table in self.hosts.values():
+            yield from table
+        for _, table in self.wildcards:
+            yield from table
+        for table in self.tenants.values():
+            yield from table
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def as_tuple(items: Sequence[Any] | None) -> tuple[Any, ...]:
+    """None -> (), list -> tuple."""
+    return tuple(items or ())

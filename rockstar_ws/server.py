@@ -1,0 +1,274 @@
+"""The WebSocket server: route registration (the reference's ``WebSocketServer``) and the ASGI app.
+
+``WebSocketServer`` is itself an ASGI application (the twin of ``HandleUpgrade``): put it
+under ``"websocket"`` in Channels' ``ProtocolTypeRouter``, optionally wrapped in Channels'
+own middleware (``AuthMiddlewareStack``, ``OriginValidator``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections
+from django.utils.module_loading import import_string
+
+from .conf import ws_settings
+from .consumer import RockstarConsumer
+from .routing import Handler, Middleware, Route, RouteTable
+from .stats import Stats
+from .upgrader import Upgrader
+
+if TYPE_CHECKING:
+    from .auth import AuthManager
+    from .connection import WebSocketConnection
+    from .context import Context, Request
+
+__all__ = ["WebSocketServer", "default_server"]
+
+logger = logging.getLogger("rockstar_ws")
+
+Release = Callable[[], Awaitable[None]]
+
+
+class WebSocketServer:
+    """Routes, their handlers and middleware, and the connections they serve.
+
+    ``auth_manager`` validates tokens on authenticated routes; None means the one named by
+    ``ROCKSTAR_WS["AUTH_MANAGER"]`` (SimpleJWT access tokens by default).
+    """
+
+    def __init__(self, auth_manager: AuthManager | None = None, *, upgrader: Upgrader | None = None,
+                 middleware: Sequence[Middleware] | None = None, name: str = "default",
+                 use_settings: bool = False) -> None:
+        self.name = name
+        self.routes = RouteTable()
+        self._auth_manager = auth_manager
+        self.upgrader = upgrader or Upgrader()
+        self._middleware = tuple(middleware or ())
+        self._use_settings = use_settings
+        self._connections: set[WebSocketConnection] = set()
+        self.stats = Stats()
+        self._executor: ThreadPoolExecutor | None = None
+        self._layer: Any = None
+        self._layer_loaded = False
+        #: Create a Channels channel per connection (``conn.channel_name``); off saves a task each.
+        self.per_connection_channel = True
+        #: Resolves a request's host to a tenant (set up by rockstar_ws.tenants when configured).
+        self.tenant_resolver: Callable[[Request], Awaitable[Any]] | None = None
+        #: Admission checks run after authentication; each returns a release coroutine or None.
+        self.admission: list[Callable[[Context], Awaitable[Release | None]]] = []
+
+    # -- registration (the reference's Register* methods) -------------------------------
+    def _add(self, path: str, handler: Handler, middleware: Sequence[Middleware] | None = None, **kw: Any) -> Route:
+        route = Route(path=path, handler=handler, middleware=tuple(middleware or ()), **kw)
+        self.routes.add(route)
+        return route
+
+    def register_route(self, path: str, handler: Handler, middleware: Sequence[Middleware] | None = None,
+                       *, name: str | None = None, tenant: str | None = None, **options: Any) -> Route:
+        """Register a route on every host (or, with ``tenant=``, on every host of one tenant)."""
+        return self._add(path, handler, middleware, name=name, tenant=tenant, options=options)
+
+    def register_host_route(self, host: str, path: str, handler: Handler,
+                            middleware: Sequence[Middleware] | None = None, *, name: str | None = None,
+                            **options: Any) -> Route:
+        """Register a route for one host (``"tenant1.example.com"`` or ``"*.example.com"``)."""
+        return self._add(path, handler, middleware, host=host, name=name, options=options)
+
+    def register_authenticated_route(self, path: str, handler: Handler,
+                                     middleware: Sequence[Middleware] | None = None,
+                                     allowed_scopes: Sequence[str] | None = None, *,
+                                     require_all_scopes: bool = False, tenant: str | None = None,
+                                     name: str | None = None, **options: Any) -> Route:
+        """Register a route that admits only a valid access token holding one of ``allowed_scopes``
+        (all of them with ``require_all_scopes=True``; any valid token when none are listed)."""
+        return self._add(path, handler, middleware, authenticated=True, allowed_scopes=allowed_scopes or (),
+                         require_all_scopes=require_all_scopes, tenant=tenant, name=name, options=options)
+
+    def register_authenticated_host_route(self, host: str, path: str, handler: Handler,
+                                          middleware: Sequence[Middleware] | None = None,
+                                          allowed_scopes: Sequence[str] | None = None, *,
+                                          require_all_scopes: bool = False, name: str | None = None,
+                                          **options: Any) -> Route:
+        """The authenticated twin of :meth:`register_host_route`."""
+        return self._add(path, handler, middleware, host=host, authenticated=True,
+                         allowed_scopes=allowed_scopes or (), require_all_scopes=require_all_scopes,
+                         name=name, options=options)
+
+    def route(self, path: str, *, host: str | None = None, tenant: str | None = None,
+              middleware: Sequence[Middleware] | None = None, authenticated: bool = False,
+              allowed_scopes: Sequence[str] | None = None, require_all_scopes: bool = False,
+              name: str | None = None, **options: Any) -> Callable[[Handler], Handler]:
+        """Decorator form: ``@server.route("/ws/echo")`` registers the decorated handler."""
+        def decorator(handler: Handler) -> Handler:
+            self._add(path, handler, middleware, host=host, tenant=tenant,
+                      authenticated=authenticated or bool(allowed_scopes),
+                      allowed_scopes=allowed_scopes or (), require_all_scopes=require_all_scopes,
+                      name=name, options=options)
+            return handler
+        return decorator
+
+    def set_upgrader(self, upgrader: Upgrader | None = None, **fields: Any) -> Upgrader:
+        """Replace the upgrader (``set_upgrader(Upgrader(...))``) or change some of its fields."""
+        if upgrader is not None and fields:
+            upgrader = upgrader.replace(**fields)
+        elif upgrader is None:
+            upgrader = self.upgrader.replace(**fields)
+        if not isinstance(upgrader, Upgrader):
+            raise TypeError(f"set_upgrader() takes an Upgrader, not {type(upgrader).__name__}")
+        self.upgrader = upgrader
+        return upgrader
+
+    # -- live connections ----------------------------------------------------------------
+    def get_connections(self) -> int:
+        """Live connections of this server in this process (a real count)."""
+        return len(self._connections)
+
+    @property
+    def connections(self) -> frozenset[WebSocketConnection]:
+        """A snapshot of this server's live connections in this process."""
+        return frozenset(self._connections)
+
+    def _opened(self, conn: WebSocketConnection) -> None:
+        self._connections.add(conn)
+        self.stats.opened()
+
+    def _closed(self, conn: WebSocketConnection) -> None:
+        if conn in self._connections:
+            self._connections.discard(conn)
+            self.stats.closed(conn.close_code)
+
+    # -- what the consumer asks of the server ---------------------------------------------
+    @property
+    def auth_manager(self) -> AuthManager:
+        """The auth manager (given, or the one named in settings)."""
+        if self._auth_manager is None:
+            cls = ws_settings.AUTH_MANAGER
+            self._auth_manager = cls() if isinstance(cls, type) else cls
+        return self._auth_manager
+
+    @auth_manager.setter
+    def auth_manager(self, value: AuthManager | None) -> None:
+        self._auth_manager = value
+
+    @property
+    def tenancy_enabled(self) -> bool:
+        """True when a tenant resolver is set up."""
+        return self.tenant_resolver is not None
+
+    async def resolve_tenant(self, request: Request) -> Any:
+        """The tenant of the request's host (sets ``request.tenant_id``), or None."""
+        if self.tenant_resolver is None:
+            return None
+        return await self.tenant_resolver(request)
+
+    async def handshake(self, ctx: Context) -> Release | None:
+        """Checks that run before any user code: upgrader (origin), authentication, admission.
+
+        Raises :class:`Deny`. Returns a coroutine function to call when the connection ends.
+        """
+        upgrader = ctx.route.options.get("upgrader") or self.upgrader
+        upgrader.check(ctx)
+        if ctx.route.authenticated:
+            await self.auth_manager.authenticate(ctx)
+        releases: list[Release] = []
+        try:
+            for admit in self.admission:
+                release = await admit(ctx)
+                if release is not None:
+                    releases.append(release)
+        except BaseException:
+            for release in reversed(releases):
+                await release()
+            raise
+        if not releases:
+            return None
+        if len(releases) == 1:
+            return releases[0]
+
+        async def release_all() -> None:
+            for release in reversed(releases):
+                await release()
+        return release_all
+
+    def _global_middleware(self) -> tuple[Middleware, ...]:
+        if not self._use_settings:
+            return self._middleware
+        names = ws_settings.MIDDLEWARE
+        return self._middleware + tuple(import_string(n) if isinstance(n, str) else n for n in names)
+
+    def middleware_chain(self, route: Route, inner: Callable[[Context], Awaitable[None]]
+                         ) -> Callable[[Context], Awaitable[Any]]:
+        """Compose global then route middleware around ``inner``; the first listed is outermost."""
+        chain: Callable[[Context], Awaitable[Any]] = inner
+        for mw in reversed(self._global_middleware() + route.middleware):
+            chain = _bind(mw, chain)
+        return chain
+
+    @property
+    def channel_layer(self) -> Any:
+        """The Channels layer named by ``ROCKSTAR_WS["CHANNEL_LAYER"]`` (None if not configured)."""
+        if not self._layer_loaded:
+            from channels.layers import get_channel_layer
+
+            self._layer = get_channel_layer(ws_settings.CHANNEL_LAYER)
+            self._layer_loaded = True
+        return self._layer
+
+    @property
+    def max_message_size(self) -> int:
+        """The upgrader's message size limit in bytes (0: none)."""
+        return self.upgrader.max_message_size
+
+    def new_rate_limiter(self) -> Any:
+        """A per-connection message rate limiter, or None when rate limiting is off."""
+        return None
+
+    async def on_rate_limited(self, conn: WebSocketConnection) -> bool:
+        """Called when a connection exceeds its message rate; True drops the message."""
+        self.stats.rate_limited()
+        await conn.close(1008, "rate limit exceeded")
+        return True
+
+    async def on_channel_message(self, conn: WebSocketConnection, message: dict[str, Any]) -> None:
+        """A channel-layer message of a type rockstar_ws does not know; logged and ignored."""
+        logger.warning("unknown channel-layer message type %r for %s", message.get("type"), conn)
+
+    async def run_sync_handler(self, handler: Handler, ctx: Context, conn: Any) -> Any:
+        """Run a plain ``def`` handler in the sync-handler thread pool."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=ws_settings.SYNC_HANDLER_THREADS,
+                                                thread_name_prefix="rockstar-ws-sync")
+
+        def run() -> Any:
+            close_old_connections()
+            try:
+                return handler(ctx, conn)
+            finally:
+                close_old_connections()
+        return await sync_to_async(run, thread_sensitive=False, executor=self._executor)()
+
+    # -- ASGI --------------------------------------------------------------------------
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """The ASGI application: the twin of the reference's ``HandleUpgrade``."""
+        await RockstarConsumer(self)(scope, receive, send)
+
+    handle_upgrade = __call__
+
+    def __repr__(self) -> str:
+        return f"<WebSocketServer {self.name!r} routes={len(self.routes)} connections={self.get_connections()}>"
+
+
+def _bind(mw: Middleware, nxt: Callable[[Context], Awaitable[Any]]) -> Callable[[Context], Awaitable[Any]]:
+    async def call(ctx: Context) -> Any:
+        return await mw(ctx, nxt)
+    return call
+
+
+#: The server that ``ws_routes.py`` modules and ``ROCKSTAR_WS["ROUTES"]`` register on.
+default_server = WebSocketServer(use_settings=True)
+

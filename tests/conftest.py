@@ -1,0 +1,92 @@
+"""Fixtures: a migrated database for server processes, real daphne and uvicorn servers, Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.client import connect
+from tests.servers import ROOT, ServerProcess
+
+CI = os.environ.get("CI", "").lower() == "true"
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+
+
+@pytest.fixture(scope="session")
+def server_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment of server processes: their own SQLite file, migrated, with the demo data."""
+    var = tmp_path_factory.mktemp("server-var")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "ROCKSTAR_VAR_DIR": str(var)}
+    env.pop("ROCKSTAR_DB", None)
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+    subprocess.run([*manage, "demo_setup"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    return {"ROCKSTAR_VAR_DIR": str(var), "DJANGO_SETTINGS_MODULE": "tests.settings"}
+
+
+def start_server(kind: str, server_env: dict[str, str], tmp: Path, **kw) -> ServerProcess:
+    env = {**server_env, **kw.pop("env", {})}
+    return ServerProcess(kind, env=env, log_dir=tmp, **kw).start()
+
+
+@pytest.fixture(scope="session")
+def daphne(server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A daphne process shared by the tests of a session (embedded mode: in-memory layer)."""
+    server = start_server("daphne", server_env, tmp_path_factory.mktemp("daphne"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def uvicorn(server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A uvicorn process: it supports the websocket.http.response extension (real refusal statuses)."""
+    server = start_server("uvicorn", server_env, tmp_path_factory.mktemp("uvicorn"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server_factory(server_env: dict[str, str], tmp_path: Path) -> Iterator:
+    """Start extra servers (e.g. several daphne processes sharing Redis); all stopped at the end."""
+    started: list[ServerProcess] = []
+
+    def factory(kind: str = "daphne", **kw) -> ServerProcess:
+        server = start_server(kind, server_env, tmp_path, **kw)
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        server.stop()
+
+
+def redis_available() -> bool:
+    try:
+        with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """URL of the real Redis. Skipped when absent, except under CI=true, where it fails."""
+    if not redis_available():
+        if CI:
+            pytest.fail("Redis is not reachable on 127.0.0.1:6379 (CI=true: Redis tests must run)")
+        pytest.skip("Redis is not reachable on 127.0.0.1:6379")
+    return f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+
+
+async def probe(server: ServerProcess, question: str):
+    """Ask the server process a question through /ws/test/probe (see tests/testapp/ws_routes.py)."""
+    async with connect(server, "/ws/test/probe") as ws:
+        await ws.send(json.dumps({"get": question}))
+        return json.loads(await ws.recv())
