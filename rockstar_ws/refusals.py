@@ -30,7 +30,7 @@ async def refuse(scope: Mapping[str, Any], send: Send, deny: Deny, mode: str = "
     """Send the refusal for ``deny`` in the given mode."""
     if mode == "close":
         await send({"type": "websocket.accept"})
-        await send({"type": "websocket.close", "code": deny.close_code, "reason": deny.reason})
+        await (bridge or ServerBridge(send)).close(deny.close_code, deny.reason)
         return
     if bridge is not None and bridge.refuse(deny.status, deny.reason):
         return

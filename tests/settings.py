@@ -10,3 +10,9 @@ ROCKSTAR_WS = {
     "HANDLER_CLOSE_TIMEOUT": float(os.environ.get("ROCKSTAR_TEST_HANDLER_CLOSE_TIMEOUT", "2")),
 }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# A test may start its own server process with extra ROCKSTAR_WS keys, as JSON in this variable.
+if os.environ.get("ROCKSTAR_TEST_WS_JSON"):
+    import json
+
+    ROCKSTAR_WS = {**ROCKSTAR_WS, **json.loads(os.environ["ROCKSTAR_TEST_WS_JSON"])}

@@ -183,3 +183,16 @@ async def returns_at_once(ctx: Context, conn: WebSocketConnection) -> None:
 
 ws.register_route("/ws/test/returns", returns_at_once)
 ws.register_authenticated_route("/ws/test/private", small_echo, allowed_scopes=["chat:write"])
+
+
+async def global_mw(ctx: Context, next):
+    """Used by tests that set ROCKSTAR_WS["MIDDLEWARE"]: tags every connection."""
+    ctx.state.setdefault("order", []).append("global")
+    return await next(ctx)
+
+
+async def state_handler(ctx: Context, conn: WebSocketConnection) -> None:
+    await conn.write_json(ctx.state.get("order", []))
+
+
+ws.register_route("/ws/test/state", state_handler, [_mw("route")])
