@@ -494,11 +494,14 @@ class _Control:
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.tasks: list[asyncio.Task[Any]] = []
+        #: Set once this process listens on the control group.
+        self.joined = asyncio.Event()
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.loop = loop
         self.tasks = []
+        self.joined = asyncio.Event()
         layer = _layer()
         if layer is not None:
             self.tasks.append(loop.create_task(self._listen(layer)))
@@ -533,6 +536,7 @@ class _Control:
                 logger.exception("could not join the tenant control group %r", group)
                 await asyncio.sleep(5)
                 continue
+            self.joined.set()
             await asyncio.sleep(3600)
 
     async def handle(self, message: Mapping[str, Any]) -> None:

@@ -6,6 +6,7 @@ of them at once: caches are cleared and a deactivated tenant's open connections 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -28,6 +29,8 @@ class Command(BaseCommand):
         create.add_argument("--name", default=None)
         create.add_argument("--host", action="append", default=[], dest="hosts")
         create.add_argument("--max-connections", type=int, default=None)
+        create.add_argument("--overrides", dest="tenant_settings", default=None,
+                            help='Per-tenant overrides as JSON, e.g. \'{"max_message_size": 65536}\'.')
         add = sub.add_parser("add-host", help="Give a tenant one more host.")
         add.add_argument("identifier")
         add.add_argument("host")
@@ -65,6 +68,11 @@ class Command(BaseCommand):
             tenant.name = options["name"]
         if options["max_connections"] is not None:
             tenant.max_connections = options["max_connections"]
+        if options["tenant_settings"] is not None:
+            try:
+                tenant.settings = json.loads(options["tenant_settings"])
+            except ValueError as exc:
+                raise CommandError(f"--overrides is not valid JSON: {exc}") from exc
         tenant.full_clean()
         tenant.save()
         for host in options["hosts"]:
