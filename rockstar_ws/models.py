@@ -17,12 +17,24 @@ from django.db import models, transaction
 
 from .routing import normalize_host
 
-__all__ = ["Tenant", "TenantHost", "TenantQuerySet"]
+__all__ = ["Tenant", "TenantHost", "TenantQuerySet", "clean_host"]
 
 _host_validator = RegexValidator(
     r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$",
     "Enter a host name such as tenant1.example.com (no scheme, port or path).",
 )
+
+
+def clean_host(value: str) -> str:
+    """``"Tenant1.Example.com:8000"`` -> ``"tenant1.example.com"``; anything but a host name with an
+    optional port raises :class:`ValidationError`."""
+    raw = (value or "").strip()
+    name, sep, port = raw.rpartition(":") if ":" in raw else (raw, "", "")
+    if sep and not port.isdigit():
+        raise ValidationError(_host_validator.message, code="invalid")
+    host = normalize_host(name)
+    _host_validator(host)
+    return host
 
 
 class TenantQuerySet(models.QuerySet):
@@ -121,10 +133,12 @@ class TenantHost(models.Model):
         return self.host
 
     def clean_fields(self, exclude: Any = None) -> None:
-        self.host = normalize_host(self.host)
+        try:
+            self.host = clean_host(self.host)
+        except ValidationError as exc:
+            raise ValidationError({"host": exc.messages}) from exc
         super().clean_fields(exclude)
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        self.host = normalize_host(self.host)
-        _host_validator(self.host)
+        self.host = clean_host(self.host)
         super().save(*args, **kwargs)

@@ -182,9 +182,22 @@ def validate_tenant_settings(value: Any) -> dict[str, Any]:
 # -- resolvers ------------------------------------------------------------------------------
 def model_resolver(host: str) -> TenantInfo | None:
     """The default resolver: our ``TenantHost`` / ``Tenant`` models (one indexed query)."""
+    from django.db import DatabaseError, connections, router
+
     from .models import TenantHost
 
-    row = TenantHost.objects.select_related("tenant").filter(host=host).first()
+    try:
+        row = TenantHost.objects.select_related("tenant").filter(host=host).first()
+    except DatabaseError:
+        # Not migrated yet: no tenant can exist, so no host has one. Any other database error
+        # refuses the handshake (500): a tenant host must never pass as tenant-less.
+        alias = router.db_for_read(TenantHost)
+        if TenantHost._meta.db_table in connections[alias].introspection.table_names():
+            raise
+        if not _warned_unmigrated:
+            _warned_unmigrated.append(True)
+            logger.warning("rockstar_ws tenant tables are missing (run 'manage.py migrate'); no host has a tenant")
+        return None
     if row is None:
         return None
     t = row.tenant
@@ -192,6 +205,7 @@ def model_resolver(host: str) -> TenantInfo | None:
                       max_connections=t.max_connections, settings=t.settings or {}, pk=t.pk)
 
 
+_warned_unmigrated: list[bool] = []
 _resolvers: weakref.WeakSet[TenantResolver] = weakref.WeakSet()
 _servers: weakref.WeakSet[WebSocketServer] = weakref.WeakSet()
 
@@ -371,6 +385,8 @@ def check_tenant_binding(ctx: Context) -> None:
     claim = (request.claims or {}).get(ws_settings.TENANT_TOKEN_CLAIM)
     if claim is None or str(claim) != tenant.identifier:
         cross = ctx.route.options.get("cross_tenant_scopes") or ()
+        if isinstance(cross, str):  # a bare string would match single characters: fail closed
+            raise ImproperlyConfigured(f"cross_tenant_scopes of {ctx.route.label} must be a list of scopes")
         if not (cross and request.scopes and not request.scopes.isdisjoint(cross)):
             detail = f"host tenant {tenant.identifier!r}, token tenant {claim!r}, user {request.user_id!r}"
             raise Deny(403, "token not valid for this tenant", log_detail=detail)
@@ -611,3 +627,41 @@ def connect_signals() -> None:
     post_save.connect(host_changed, sender=TenantHost, dispatch_uid="rockstar_ws.tenant_host_saved")
     post_delete.connect(host_changed, sender=TenantHost, dispatch_uid="rockstar_ws.tenant_host_deleted")
 
+
+
+# -- system checks --------------------------------------------------------------------------------
+def _check_tenancy(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """The resolver imports, the numbers make sense, route options are well formed."""
+    from django.core.checks import Error, Warning
+
+    from .server import default_server
+
+    errors: list[Any] = []
+    try:
+        resolver = get_resolver()
+    except ImproperlyConfigured as exc:
+        return [Error(str(exc), id="rockstar_ws.E041",
+                      hint="Name a function func(host) -> TenantInfo | str | None, or None to turn tenancy off.")]
+    for key in ("TENANT_CACHE_TTL", "TENANT_SWEEP_INTERVAL"):
+        value = getattr(ws_settings, key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            errors.append(Error(f"ROCKSTAR_WS[{key!r}] must be a number of seconds >= 0, got {value!r}",
+                                id="rockstar_ws.E042"))
+    for route in default_server.routes:
+        cross = route.options.get("cross_tenant_scopes")
+        if cross is not None and (isinstance(cross, str) or not all(isinstance(s, str) for s in cross)):
+            errors.append(Error(f"Route {route.label}: cross_tenant_scopes must be a list of scope strings, "
+                                f"got {cross!r}", id="rockstar_ws.E043"))
+        if route.tenant and resolver is None:
+            errors.append(Warning(f"Route {route.label} is declared for tenant {route.tenant!r} but tenancy is "
+                                  "off (TENANT_RESOLVER is None): it can never be reached.", id="rockstar_ws.W041"))
+    return errors
+
+
+def _register_checks() -> None:
+    from django.core.checks import register
+
+    register(_check_tenancy, "rockstar_ws")
+
+
+_register_checks()

@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from rockstar_ws.models import Tenant, TenantHost
+from rockstar_ws.models import Tenant, TenantHost, clean_host
 from rockstar_ws.routing import normalize_host
 
 
@@ -80,8 +80,8 @@ class Command(BaseCommand):
         self.stdout.write(f"{'created' if created else 'updated'} tenant {tenant.identifier}")
 
     def _add_host(self, tenant: Tenant, host: str) -> None:
-        row = TenantHost(tenant=tenant, host=host)
-        existing = TenantHost.objects.filter(host=normalize_host(host)).select_related("tenant").first()
+        row = TenantHost(tenant=tenant, host=clean_host(host))
+        existing = TenantHost.objects.filter(host=row.host).select_related("tenant").first()
         if existing is not None and existing.tenant_id != tenant.pk:
             raise CommandError(f"Host {existing.host!r} already belongs to tenant {existing.tenant.identifier!r}")
         if existing is None:
