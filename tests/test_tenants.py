@@ -438,3 +438,72 @@ def test_system_check_on_route_options(monkeypatch):
     finally:
         default_server.routes.global_routes.exact.pop(route.path)
     assert tenants._check_tenancy() == []
+
+
+# -- the sweep and the control message --------------------------------------------------------------
+class FakeConn:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.closed = False
+        self.closed_with: tuple[int, str] | None = None
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.closed, self.closed_with = True, (code, reason)
+
+
+def _server_with(owners: dict[str, TenantInfo | None]) -> tuple[WebSocketServer, dict[str, FakeConn]]:
+    """A server whose resolver answers from ``owners`` and one open connection per host."""
+    server = WebSocketServer()
+    tenants.install(server, TenantResolver(lambda host: owners.get(host), ttl=60))
+    conns = {}
+    for host, tenant in list(owners.items()):
+        ctx = make_ctx(host, tenant=tenant)
+        ctx.server = server
+        ctx.request.tenant_id = tenant.identifier
+        conns[host] = FakeConn(ctx)
+        server._connections.add(conns[host])
+    return server, conns
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_sweep_closes_connections_whose_tenant_went_away():
+    owners = {"a.com": TenantInfo("a"), "b.com": TenantInfo("b"), "c.com": TenantInfo("c"),
+              "d.com": TenantInfo("d")}
+    server, conns = _server_with(owners)
+    assert await tenants.sweep() == 0
+    owners["b.com"] = TenantInfo("b", is_active=False)  # changed where no signal fired
+    owners["c.com"] = TenantInfo("other")                 # host moved to another tenant
+    del owners["d.com"]                                   # host removed
+    assert await tenants.sweep() == 3
+    assert conns["a.com"].closed_with is None
+    assert conns["b.com"].closed_with == (4403, "tenant inactive")
+    assert conns["c.com"].closed_with == (4403, "tenant changed")
+    assert conns["d.com"].closed_with == (4403, "tenant inactive")
+    tenants._servers.discard(server)
+
+
+async def test_control_message_clears_caches_and_closes_that_tenants_connections():
+    server, conns = _server_with({"a.com": TenantInfo("a"), "b.com": TenantInfo("b")})
+    resolver = server.tenant_resolver
+    resolver._store("a.com", TenantInfo("a"))
+    await tenants._control.handle({"type": tenants.CONTROL_MESSAGE, "identifiers": ["a"], "close": True})
+    assert resolver._cache == {}
+    assert conns["a.com"].closed_with == (4403, "tenant inactive")
+    assert conns["b.com"].closed_with is None
+    await tenants._control.handle({"type": tenants.CONTROL_MESSAGE, "identifiers": ["b"], "close": False})
+    assert conns["b.com"].closed_with is None
+    tenants._servers.discard(server)
+
+
+def test_unmigrated_tables_mean_no_tenant_but_other_errors_refuse(monkeypatch):
+    from django.db import OperationalError, connection
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("no such table: rockstar_ws_tenanthost")
+
+    monkeypatch.setattr(TenantHost.objects, "select_related", broken)
+    monkeypatch.setattr(connection.introspection, "table_names", lambda *a, **k: [])
+    assert tenants.model_resolver("a.com") is None
+    monkeypatch.setattr(connection.introspection, "table_names", lambda *a, **k: ["rockstar_ws_tenanthost"])
+    with pytest.raises(OperationalError):
+        tenants.model_resolver("a.com")
