@@ -14,6 +14,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models, transaction
+from django.utils import timezone
 
 from .routing import normalize_host
 
@@ -52,7 +53,7 @@ class TenantQuerySet(models.QuerySet):
         from .tenants import tenants_changed
 
         identifiers = list(self.values_list("identifier", flat=True))
-        count = self.update(is_active=active)
+        count = self.update(is_active=active, updated=timezone.now())
         if identifiers:
             transaction.on_commit(lambda: tenants_changed(identifiers, close=not active))
         return count

@@ -14,7 +14,8 @@ ROCKSTAR_WS = {
     "TENANT_CACHE_TTL": float(os.environ.get("ROCKSTAR_TEST_TENANT_TTL", "5")),
 }
 if os.environ.get("ROCKSTAR_TEST_TENANT_RESOLVER"):
-    ROCKSTAR_WS["TENANT_RESOLVER"] = os.environ["ROCKSTAR_TEST_TENANT_RESOLVER"]
+    _resolver = os.environ["ROCKSTAR_TEST_TENANT_RESOLVER"]
+    ROCKSTAR_WS["TENANT_RESOLVER"] = None if _resolver == "none" else _resolver
 if os.environ.get("REDIS_URL") and os.environ.get("ROCKSTAR_TEST_LAYER_PREFIX"):
     CHANNEL_LAYERS = {"default": {**CHANNEL_LAYERS["default"],
                                   "CONFIG": {**CHANNEL_LAYERS["default"]["CONFIG"],

@@ -350,9 +350,10 @@ def _add_form(**fields: str) -> dict[str, str]:
 
 @pytest.mark.django_db
 def test_admin_creates_a_tenant_with_hosts(admin_client):
-    response = admin_client.post("/admin/rockstar_ws/tenant/add/", _add_form())
+    response = admin_client.post("/admin/rockstar_ws/tenant/add/", _add_form(settings=""))
     assert response.status_code == 302, response.content.decode()[:2000]
-    assert Tenant.objects.get(identifier="shop").host_names == ["shop.example.com"]
+    shop = Tenant.objects.get(identifier="shop")
+    assert shop.host_names == ["shop.example.com"] and shop.settings == {}
     page = admin_client.get("/admin/rockstar_ws/tenant/").content.decode()
     assert "shop.example.com" in page and "Deactivate selected tenants" in page
 
