@@ -248,29 +248,27 @@ class TenantResolver:
 
     async def lookup(self, host: str, *, fresh: bool = False) -> TenantInfo | None:
         """The tenant of ``host`` (inactive ones included), from the cache unless ``fresh``."""
-        if not fresh:
-            hit = self._cache.get(host)
-            if hit is not None and hit[0] > time.monotonic():
-                return hit[1]
-            pending = self._inflight.get(host)
-            if pending is not None:
-                return await asyncio.shield(pending)
-        future: asyncio.Future[TenantInfo | None] = asyncio.get_running_loop().create_future()
-        if not fresh:
-            self._inflight[host] = future
+        if fresh:
+            return await self._resolve(host, shared=False)
+        hit = self._cache.get(host)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        task = self._inflight.get(host)
+        if task is None:
+            # One task per uncached host, shared by every handshake waiting for it; shielded, so a
+            # client that leaves mid-lookup cancels only its own wait.
+            task = asyncio.ensure_future(self._resolve(host, shared=True))
+            task.add_done_callback(_retrieve)
+            self._inflight[host] = task
+        return await asyncio.shield(task)
+
+    async def _resolve(self, host: str, *, shared: bool) -> TenantInfo | None:
         generation = self._generation
         try:
             info = await self._call(host)
-        except BaseException as exc:
-            if not future.done():
-                future.set_exception(exc)
-                future.exception()  # retrieved: waiters re-raise it, nobody else must log it
-            raise
         finally:
-            if self._inflight.get(host) is future:
-                del self._inflight[host]
-        if not future.done():
-            future.set_result(info)
+            if shared:
+                self._inflight.pop(host, None)
         if generation == self._generation and self.ttl > 0:
             self._store(host, info)
         return info
@@ -295,6 +293,12 @@ class TenantResolver:
         """Forget every cached host (safe from any thread; lookups in flight are not stored)."""
         self._generation += 1
         self._cache.clear()
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    # A lookup whose waiters all left must not log "exception never retrieved"; waiters still see it.
+    if not task.cancelled():
+        task.exception()
 
 
 def get_resolver() -> TenantResolver | None:

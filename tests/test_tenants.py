@@ -508,3 +508,22 @@ def test_unmigrated_tables_mean_no_tenant_but_other_errors_refuse(monkeypatch):
     monkeypatch.setattr(connection.introspection, "table_names", lambda *a, **k: ["rockstar_ws_tenanthost"])
     with pytest.raises(OperationalError):
         tenants.model_resolver("a.com")
+
+
+async def test_a_client_leaving_mid_lookup_does_not_cancel_the_others():
+    gate = asyncio.Event()
+
+    async def slow(host: str) -> str:
+        await gate.wait()
+        return "acme"
+
+    r = TenantResolver(slow, ttl=60)
+    leaver = asyncio.ensure_future(r.lookup("acme.com"))
+    stayer = asyncio.ensure_future(r.lookup("acme.com"))
+    await asyncio.sleep(0.01)
+    leaver.cancel()
+    await asyncio.sleep(0.01)
+    gate.set()
+    assert (await stayer).identifier == "acme"
+    assert leaver.cancelled()
+    assert r.calls == 1 and "acme.com" in r._cache
