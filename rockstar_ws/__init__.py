@@ -17,6 +17,7 @@ from .messages import (
     TextMessage,
 )
 from .server import WebSocketServer, default_server
+from .tenants import TenantInfo
 from .upgrader import Upgrader
 
 __version__ = "0.1.0"
@@ -36,6 +37,7 @@ __all__ = [
     "Request",
     "RouteConflict",
     "SyncConnection",
+    "TenantInfo",
     "TextMessage",
     "Upgrader",
     "WebSocketConnection",

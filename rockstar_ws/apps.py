@@ -17,3 +17,8 @@ class RockstarWsConfig(AppConfig):
         from .loading import load_routes
 
         load_routes()
+        from . import tenants
+        from .server import default_server
+
+        tenants.connect_signals()
+        tenants.install(default_server)

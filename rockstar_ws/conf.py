@@ -33,6 +33,12 @@ _TABLE: dict[str, tuple[Any, str]] = {
     # -- authentication (docs/auth.md) --
 
     # -- tenants (docs/tenants.md) --
+    "TENANT_RESOLVER": ("rockstar_ws.tenants.model_resolver", "Import string of `func(host) -> TenantInfo | str | None` (sync or async) resolving a handshake's host to its tenant; the default reads the Tenant model; None turns tenancy off."),
+    "TENANT_CACHE_TTL": (5.0, "Seconds a host->tenant answer (a miss too) is cached per process; saves clear it at once, this bounds changes no signal reports. 0: no cache."),
+    "TENANT_CACHE_SIZE": (10000, "Hosts kept in the per-process tenant cache (oldest dropped first)."),
+    "TENANT_TOKEN_CLAIM": ("tenant_id", "Token claim holding the tenant id; on a tenant's host an authenticated route admits only tokens whose claim equals that tenant."),
+    "TENANT_SWEEP_INTERVAL": (30.0, "Seconds between re-checks of the tenants of open connections (closes those of tenants made inactive where no signal fired, 4403). 0: off."),
+    "TENANT_CONTROL_GROUP": ("rockstar_ws.tenants", "Channel-layer group through which tenant changes reach every server process (cache cleared, inactive tenants' connections closed)."),
 
     # -- live connections and limits (docs/connections.md) --
 

@@ -16,6 +16,7 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 from django.utils.module_loading import import_string
 
+from . import tenants
 from .conf import ws_settings
 from .consumer import RockstarConsumer
 from .routing import Handler, Middleware, Route, RouteTable
@@ -171,10 +172,13 @@ class WebSocketServer:
 
         Raises :class:`Deny`. Returns a coroutine function to call when the connection ends.
         """
+        if ctx.tenant is not None:
+            tenants.apply_tenant_settings(ctx)
         upgrader = ctx.route.options.get("upgrader") or self.upgrader
         upgrader.check(ctx)
         if ctx.route.authenticated:
             await self.auth_manager.authenticate(ctx)
+            tenants.check_tenant_binding(ctx)
         releases: list[Release] = []
         try:
             for admit in self.admission:

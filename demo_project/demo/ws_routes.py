@@ -30,6 +30,20 @@ ws.register_host_route("tenant1.localhost", "/ws/chat", tenant_handler)
 ws.register_host_route("tenant2.localhost", "/ws/chat", tenant_handler)
 
 
+# Authenticated host route (the reference's RegisterAuthenticatedHostRoute example): only on
+# tenant1's host, only tokens of tenant1 holding admin:access (tenant binding: docs/tenants.md).
+async def tenant_admin(ctx: Context, conn: WebSocketConnection) -> None:
+    tenant_id = ctx.request.tenant_id
+    user_id = ctx.request.user_id
+    await conn.write_json({"tenant_id": tenant_id, "user_id": user_id})
+    async for _message_type, data in conn:
+        text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+        await conn.write_message(TextMessage, f"[{tenant_id}] admin {user_id}: {text}")
+
+
+ws.register_authenticated_host_route("tenant1.localhost", "/ws/admin", tenant_admin, None, ["admin:access"])
+
+
 # The global /ws/chat (any other host): the lookup order sends tenant hosts to the routes above.
 @ws.route("/ws/chat")
 async def chat(ctx: Context, conn: WebSocketConnection) -> None:

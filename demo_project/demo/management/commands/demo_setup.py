@@ -1,4 +1,4 @@
-"""``python manage.py demo_setup``: create the demo's users (idempotent)."""
+"""``python manage.py demo_setup``: create the demo's users and tenants (idempotent)."""
 
 from typing import Any
 
@@ -13,8 +13,39 @@ DEMO_USERS = [
 ]
 
 
+DEMO_TENANTS = [
+    # identifier, name, hosts
+    ("tenant1", "Tenant One", ["tenant1.localhost"]),
+    ("tenant2", "Tenant Two", ["tenant2.localhost"]),
+]
+
+#: Scopes users hold in a tenant: the staff user admin may open tenant1's /ws/admin.
+#: (username, tenant identifier, scope). Recording them is the token endpoint's part (demo.models
+#: DemoGrant, docs/auth.md): a token of admin issued for tenant1 carries tenant_id="tenant1" and
+#: the scope admin:access.
+DEMO_TENANT_GRANTS = [
+    ("admin", "tenant1", "admin:access"),
+]
+
+
+def setup_tenants(stdout: Any = None) -> None:
+    """Create the demo tenants and their hosts, active (again), with no overrides."""
+    from rockstar_ws.models import Tenant, TenantHost
+
+    for identifier, name, hosts in DEMO_TENANTS:
+        tenant, created = Tenant.objects.get_or_create(identifier=identifier, defaults={"name": name})
+        if not created and (not tenant.is_active or tenant.name != name):
+            tenant.name = name
+            tenant.is_active = True
+            tenant.save()
+        for host in hosts:
+            TenantHost.objects.update_or_create(host=host, defaults={"tenant": tenant})
+        if stdout is not None:
+            stdout.write(f"{'created' if created else 'updated'} tenant {identifier} ({', '.join(hosts)})")
+
+
 class Command(BaseCommand):
-    help = "Create the demo users alice, bob and admin (staff). Safe to run again."
+    help = "Create the demo users alice, bob and admin (staff) and the tenants tenant1, tenant2. Safe to run again."
 
     def handle(self, *args: Any, **options: Any) -> None:
         User = get_user_model()
@@ -26,3 +57,4 @@ class Command(BaseCommand):
             user.set_password(password)
             user.save()
             self.stdout.write(f"{'created' if created else 'updated'} user {username} (id {user.pk})")
+        setup_tenants(self.stdout)
