@@ -13,6 +13,24 @@ DEMO_USERS = [
 ]
 
 
+DEMO_GRANTS = [
+    # username, scopes (space-separated), tenant: what /api/token/ puts into their tokens
+    ("alice", "chat:read chat:write", "tenant1"),
+    ("bob", "chat:read", "tenant2"),
+]
+
+
+def setup_grants(stdout: Any) -> None:
+    """Give the demo users their token scopes and tenants (demo.DemoGrant)."""
+    from demo_project.demo.models import DemoGrant
+
+    User = get_user_model()
+    for username, scopes, tenant in DEMO_GRANTS:
+        user = User.objects.get(username=username)
+        DemoGrant.objects.update_or_create(user=user, defaults={"scopes": scopes, "tenant": tenant})
+        stdout.write(f"granted {username}: scopes {scopes!r}, tenant {tenant!r}")
+
+
 class Command(BaseCommand):
     help = "Create the demo users alice, bob and admin (staff). Safe to run again."
 
@@ -26,3 +44,4 @@ class Command(BaseCommand):
             user.set_password(password)
             user.save()
             self.stdout.write(f"{'created' if created else 'updated'} user {username} (id {user.pk})")
+        setup_grants(self.stdout)
