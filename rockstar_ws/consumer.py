@@ -144,7 +144,8 @@ class RockstarConsumer(AsyncConsumer):
         )
         self.server.stats.refused(deny)
         try:
-            await refuse(self.scope, self.base_send, deny, ws_settings.REFUSAL_MODE, self.bridge)
+            await refuse(self.scope, self.base_send, deny, ws_settings.REFUSAL_MODE, self.bridge,
+                         self.ctx.subprotocol if self.ctx is not None else None)
         except Exception:  # the client is gone already; nothing left to tell it
             pass
 

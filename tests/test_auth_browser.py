@@ -76,3 +76,36 @@ def test_token_view_puts_scopes_and_tenant_into_the_tokens(daphne):
     assert (refreshed["scope"], refreshed["tenant_id"]) == ("chat:read chat:write", "tenant1")
     bob = claims(post(f"{daphne.http_url}/api/token/", {"username": "bob", "password": "bob-password"})["access"])
     assert (bob["scope"], bob["tenant_id"]) == ("chat:read", "tenant2")
+
+
+def test_close_mode_lets_a_browser_tell_4401_from_4403(browser, server_factory, server_env):
+    """REFUSAL_MODE = "close": the refusal is accepted with the marker subprotocol and closed
+    with 4401/4403, which a browser shows (it hides HTTP statuses)."""
+    from rockstar_ws.tokens import access_token_for
+
+    server = server_factory("daphne", env={"ROCKSTAR_TEST_REFUSAL_MODE": "close"})
+    ids = user_ids(server_env)
+    tokens = {
+        "expired": str(access_token_for(ids["alice"], scopes="chat:write", lifetime=-30)),
+        "no-scope": str(access_token_for(ids["bob"], scopes="chat:read")),
+        "good": str(access_token_for(ids["alice"], scopes="chat:write")),
+    }
+    page = browser.new_page()
+    page.goto(f"{server.http_url}/private/")
+    script = """([url, token]) => new Promise((resolve) => {
+        const ws = new WebSocket(url, ['rockstar.bearer', token]);
+        let opened = false;
+        ws.onopen = () => { opened = true; };
+        ws.onmessage = (e) => { resolve({opened, message: e.data, protocol: ws.protocol}); ws.close(); };
+        ws.onclose = (e) => resolve({opened, code: e.code, reason: e.reason, protocol: ws.protocol});
+        setTimeout(() => ws.readyState === 1 && ws.send('hi'), 300);
+    })"""
+    url = f"ws://127.0.0.1:{server.port}/ws/private"
+    expired = page.evaluate(script, [url, tokens["expired"]])
+    # (daphne passes no close reason for an ASGI close before any message: the code is the signal)
+    assert (expired["code"], expired["opened"], expired["protocol"]) == (4401, True, "rockstar.bearer")
+    no_scope = page.evaluate(script, [url, tokens["no-scope"]])
+    assert no_scope["code"] == 4403
+    good = page.evaluate(script, [url, tokens["good"]])
+    assert (good["message"], good["protocol"]) == (f"User {ids['alice']}: hi", "rockstar.bearer")
+    page.close()
