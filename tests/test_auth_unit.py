@@ -102,3 +102,32 @@ def test_ws_token_command(capsys):
     user.save()
     with pytest.raises(CommandError, match="inactive"):
         call_command("ws_token", "carol")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_host_tenant_is_kept_and_token_tenant_fills_a_blank():
+    """The token's tenant claim sets request.tenant_id only when the host resolved none; the raw
+    claims stay in request.claims for tenant resolution to compare."""
+    from asgiref.sync import sync_to_async
+    from django.contrib.auth import get_user_model
+
+    from rockstar_ws.context import Context, Request
+    from rockstar_ws.routing import Route
+
+    user = await sync_to_async(get_user_model().objects.create_user)("dave", password="x")
+    token = str(access_token_for(user.pk, scopes="s", tenant="tok-tenant"))
+
+    async def handler(ctx, conn):  # never runs here
+        pass
+
+    route = Route(path="/x", handler=handler, authenticated=True, allowed_scopes=("s",))
+    server = WebSocketServer()
+    for host_tenant, expected in (("host-tenant", "host-tenant"), (None, "tok-tenant")):
+        scope = {"type": "websocket", "path": "/x", "headers": [(b"authorization", f"Bearer {token}".encode())]}
+        request = Request.from_scope(scope, "example.com")
+        request.tenant_id = host_tenant
+        ctx = Context(request, scope, server, route)
+        await AuthManager().authenticate(ctx)
+        assert request.tenant_id == expected
+        assert request.claims["tenant_id"] == "tok-tenant"
+        assert (request.user_id, ctx.user.username, request.scopes) == (str(user.pk), "dave", frozenset({"s"}))
