@@ -246,7 +246,7 @@ async def test_scopes_list_claim_and_scope_string_are_joined(daphne, ids):
 
 # -- expiry and refresh ----------------------------------------------------------------------------
 async def test_token_expiring_mid_connection_closes_with_4401(daphne, ids):
-    async with connect(daphne, with_token(ANY, alice(ids, lifetime=2), probe_id())) as ws:
+    async with connect(daphne, with_token(ANY, alice(ids, lifetime=4), probe_id())) as ws:
         await recv_json(ws)
         await ws.send("still here")
         assert (await ws.recv()).endswith("still here")
@@ -258,13 +258,13 @@ async def test_token_expiring_mid_connection_closes_with_4401(daphne, ids):
 
 
 async def test_fresh_token_in_time_keeps_the_connection_open(daphne, ids):
-    async with connect(daphne, with_token(ANY, alice(ids, lifetime=2), probe_id())) as ws:
+    async with connect(daphne, with_token(ANY, alice(ids, lifetime=4), probe_id())) as ws:
         await recv_json(ws)
         fresh = alice(ids, lifetime=60)
         await ws.send(json.dumps({"rockstar.refresh": fresh}))
         ack = await recv_json(ws)
         assert abs(ack["rockstar.refreshed"] - json.loads(_payload(fresh))["exp"]) <= 1
-        await asyncio.sleep(3)  # past the first token's exp
+        await asyncio.sleep(5)  # past the first token's exp
         await ws.send("after the old exp")
         assert await ws.recv() == f"User {ids['alice']}: after the old exp"
 
@@ -401,3 +401,15 @@ def test_lifetime_helper_accepts_seconds_and_timedelta(ids):
     a = access_token_for(ids["alice"], lifetime=10)
     b = access_token_for(ids["alice"], lifetime=timedelta(seconds=10))
     assert abs(a["exp"] - b["exp"]) <= 1
+
+
+async def test_close_mode_refusals_carry_44xx_and_run_no_user_code(server_factory, ids):
+    server = server_factory("daphne", env={"ROCKSTAR_TEST_REFUSAL_MODE": "close"})
+    for token, path, code in ((alice(ids, lifetime=-30), ANY, 4401), (bob(ids), WRITE, 4403), ("x", ANY, 4401)):
+        p = probe_id()
+        async with connect(server, f"{path}?probe={p}", subprotocols=["rockstar.bearer", token]) as ws:
+            assert ws.subprotocol == "rockstar.bearer"
+            with pytest.raises(ClientClosed):
+                await ws.recv()
+            assert ws.close_code == code
+        assert await user_code_ran(server, p) == []
