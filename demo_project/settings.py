@@ -27,6 +27,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework_simplejwt",
+    # Lets a project revoke tokens; rockstar_ws then also refuses blacklisted access tokens.
+    "rest_framework_simplejwt.token_blacklist",
     "rockstar_ws",
     "demo_project.demo",
 ]
@@ -88,6 +90,8 @@ REST_FRAMEWORK = {
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=15),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=1),
+    # /api/token/ puts the user's demo scopes and tenant into the tokens (demo/serializers.py).
+    "TOKEN_OBTAIN_SERIALIZER": "demo_project.demo.serializers.DemoTokenObtainPairSerializer",
 }
 
 AUTH_PASSWORD_VALIDATORS = []

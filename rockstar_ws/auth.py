@@ -1,24 +1,426 @@
 """Authentication of handshakes on authenticated routes (the reference's ``AuthManager``).
 
-Until token validation is wired in, an authenticated route refuses every handshake with 401:
-it never lets one through.
+The default :class:`AuthManager` validates SimpleJWT access tokens with SimpleJWT itself
+(signature, ``exp``/``nbf``, token type, the user) and reads scopes and the tenant from the
+token's claims. It looks for the token in this order:
+
+1. the ``token`` query parameter (``AUTH_QUERY_PARAM``; None turns it off: URLs end up in logs),
+2. ``Authorization: Bearer <token>`` (SimpleJWT's ``AUTH_HEADER_TYPES``),
+3. the subprotocol pair ``["rockstar.bearer", <token>]`` (``AUTH_SUBPROTOCOL``): the server
+   accepts the marker and never echoes the token,
+4. the Django session user (Channels' ``AuthMiddlewareStack``), only with ``AUTH_SESSION`` on and
+   an ``AUTH_SESSION_ORIGINS`` list the handshake's ``Origin`` must match.
+
+A token that is present but invalid is refused; it never falls through to the next source.
+Connections authenticated by a token close with 4401 when the token expires, unless the client
+sent a fresh access token in time: a text message ``{"rockstar.refresh": "<token>"}`` (see
+docs/auth.md). See :class:`TokenGuard`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
+from channels.db import database_sync_to_async
+from django.apps import apps
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+
+from .conf import ws_settings
 from .errors import Deny
+from .messages import TextMessage
 
 if TYPE_CHECKING:
+    from rest_framework_simplejwt.tokens import Token
+
+    from .connection import WebSocketConnection
     from .context import Context
 
-__all__ = ["AuthManager"]
+__all__ = ["REFRESH_PREFIX", "AuthManager", "TokenGuard", "scopes_from_claims"]
+
+logger = logging.getLogger("rockstar_ws.auth")
+
+#: Every refresh message starts with these characters (``{"rockstar.refresh": "<token>"}``,
+#: with or without a space after the colon): the pump compares a text message's start with it.
+REFRESH_PREFIX = '{"rockstar.refresh"'
+
+#: Where ``authenticate`` leaves the :class:`TokenGuard` of a token connection.
+GUARD_KEY = "rockstar_ws.token_guard"
+#: Where ``authenticate`` records the source that authenticated the handshake.
+SOURCE_KEY = "rockstar_ws.auth_source"
+
+_UNSET: Any = object()
+
+
+def scopes_from_claims(claims: dict[str, Any], scope_claim: str | None = "scope",
+                       scopes_claim: str | None = "scopes") -> frozenset[str]:
+    """The scopes a token grants: the OAuth 2 space-separated ``scope`` string claim and the
+    ``scopes`` list claim, together. Values of another type are ignored."""
+    found: set[str] = set()
+    if scope_claim:
+        value = claims.get(scope_claim)
+        if isinstance(value, str):
+            found.update(value.split())
+        elif isinstance(value, list):  # some issuers put a list under "scope"
+            found.update(v for v in value if isinstance(v, str) and v)
+    if scopes_claim:
+        value = claims.get(scopes_claim)
+        if isinstance(value, list):
+            found.update(v for v in value if isinstance(v, str) and v)
+        elif isinstance(value, str):
+            found.update(value.split())
+    return frozenset(found)
+
+
+def _token_error_detail(exc: BaseException) -> tuple[str, str]:
+    """(client reason, log detail) for a SimpleJWT TokenError, from the PyJWT error behind it."""
+    import jwt
+
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, jwt.ExpiredSignatureError):
+            return "token expired", "token expired (exp)"
+        if isinstance(cause, jwt.ImmatureSignatureError):
+            return "invalid token", "token not yet valid (nbf)"
+        if isinstance(cause, jwt.InvalidAlgorithmError):
+            return "invalid token", "algorithm not allowed"
+        if isinstance(cause, jwt.InvalidSignatureError):
+            return "invalid token", "bad signature"
+        if isinstance(cause, jwt.DecodeError):
+            return "invalid token", f"malformed token ({cause})"
+        if isinstance(cause, jwt.InvalidTokenError):
+            return "invalid token", f"invalid token ({type(cause).__name__}: {cause})"
+        cause = cause.__cause__
+    text = str(exc.args[0]) if exc.args else str(exc)
+    if "expired" in text:
+        return "token expired", text
+    return "invalid token", text
 
 
 class AuthManager:
-    """Validates the access token of a handshake and fills ``ctx.request``."""
+    """Validates the access token of a handshake and fills ``ctx.request``.
 
+    Every option defaults to the ``ROCKSTAR_WS`` setting of the same name (``AUTH_*``); pass one
+    to override it for one server: ``WebSocketServer(auth_manager=AuthManager(query_param=None))``.
+    Subclass and override :meth:`get_user` (another user lookup), :meth:`scopes_for`,
+    :meth:`tenant_for` (other claims) or :meth:`session_scopes`.
+    """
+
+    #: The SimpleJWT token class that validates (access tokens; type claim "access").
+    token_class: type[Token] | None = None
+
+    def __init__(self, *, query_param: Any = _UNSET, subprotocol: Any = _UNSET,
+                 session: bool | None = None, session_origins: Sequence[str] | None = None,
+                 scope_claim: Any = _UNSET, scopes_claim: Any = _UNSET, tenant_claim: Any = _UNSET,
+                 close_on_expiry: bool | None = None, check_blacklist: bool | None = None) -> None:
+        s = ws_settings
+        self.query_param: str | None = s.AUTH_QUERY_PARAM if query_param is _UNSET else query_param
+        self.subprotocol: str | None = s.AUTH_SUBPROTOCOL if subprotocol is _UNSET else subprotocol
+        self.session = s.AUTH_SESSION if session is None else session
+        origins = s.AUTH_SESSION_ORIGINS if session_origins is None else session_origins
+        self.session_origins = tuple(origins) if origins else ()
+        self.scope_claim: str | None = s.AUTH_SCOPE_CLAIM if scope_claim is _UNSET else scope_claim
+        self.scopes_claim: str | None = s.AUTH_SCOPES_CLAIM if scopes_claim is _UNSET else scopes_claim
+        self.tenant_claim: str | None = s.AUTH_TENANT_CLAIM if tenant_claim is _UNSET else tenant_claim
+        self.close_on_expiry = s.AUTH_CLOSE_ON_EXPIRY if close_on_expiry is None else close_on_expiry
+        check = s.AUTH_CHECK_BLACKLIST if check_blacklist is None else check_blacklist
+        self.check_blacklist = bool(check) and apps.is_installed("rest_framework_simplejwt.token_blacklist")
+        if self.session and not self.session_origins:
+            raise ImproperlyConfigured(
+                "AUTH_SESSION needs AUTH_SESSION_ORIGINS: a session cookie rides along on cross-site "
+                "handshakes, so the session source is only allowed with an origin check. List the "
+                "origins or hosts of your pages (e.g. ['https://app.example.com'] or ['.example.com']).")
+        from rest_framework_simplejwt.settings import api_settings
+
+        self._jwt = api_settings
+        self._header_types = tuple(t.lower() for t in api_settings.AUTH_HEADER_TYPES)
+        if self.token_class is None:
+            from rest_framework_simplejwt.tokens import AccessToken
+
+            self.token_class = AccessToken
+
+    # -- where the token is ---------------------------------------------------------------
+    def find_token(self, ctx: Context) -> tuple[str | None, str | None]:
+        """``(token, source)`` from the handshake, in the documented order; ``(None, None)``
+        when no token source carries one. Sets ``ctx.subprotocol`` for the subprotocol source."""
+        request = ctx.request
+        if self.query_param:
+            value = request.query_param(self.query_param)
+            if value is not None:
+                return value, "query"
+        auth = request.headers.get("authorization")
+        if auth is not None:
+            kind, _, value = auth.strip().partition(" ")
+            if kind.lower() in self._header_types:
+                return value.strip(), "header"
+        if self.subprotocol:
+            offered = request.subprotocols
+            if self.subprotocol in offered:
+                i = offered.index(self.subprotocol)
+                token = offered[i + 1] if i + 1 < len(offered) else ""
+                if ctx.subprotocol is None:
+                    ctx.subprotocol = self.subprotocol  # the marker, never the token
+                return token, "subprotocol"
+        return None, None
+
+    # -- validation -------------------------------------------------------------------------
+    def validate(self, raw: str) -> Token:
+        """A SimpleJWT token validated by SimpleJWT (signature, exp, nbf, type), or ``Deny(401)``."""
+        from rest_framework_simplejwt.exceptions import TokenError
+
+        if not raw:
+            raise Deny(401, "missing token", log_detail="empty token")
+        try:
+            token = self.token_class(raw)
+        except TokenError as exc:
+            reason, detail = _token_error_detail(exc)
+            raise Deny(401, reason, log_detail=detail) from None
+        except Exception as exc:  # a token SimpleJWT chokes on is a bad token, not a server error
+            raise Deny(401, "invalid token", log_detail=f"unreadable token ({type(exc).__name__})") from None
+        return token
+
+    def _user_query(self, user_id: Any, jti: Any) -> Any:
+        User = get_user_model()
+        qs = User._default_manager.filter(**{self._jwt.USER_ID_FIELD: user_id})
+        if self.check_blacklist and jti is not None:
+            from django.db.models import Exists
+            from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
+
+            qs = qs.annotate(_rockstar_blacklisted=Exists(BlacklistedToken.objects.filter(token__jti=str(jti))))
+        return qs
+
+    def _get_user_sync(self, user_id: Any, jti: Any) -> Any:
+        try:
+            users = list(self._user_query(user_id, jti)[:1])  # one query, user and blacklist together
+        except (ValueError, TypeError, ValidationError):
+            return None
+        return users[0] if users else None
+
+    async def get_user(self, token: Token) -> Any:
+        """The active Django user the token names (one query, off the event loop), or ``Deny(401)``.
+
+        Follows SimpleJWT's ``JWTAuthentication.get_user``: ``USER_ID_CLAIM``/``USER_ID_FIELD``,
+        ``CHECK_USER_IS_ACTIVE``, ``CHECK_REVOKE_TOKEN``; plus the access token's ``jti`` in the
+        blacklist when ``token_blacklist`` is installed.
+        """
+        s = self._jwt
+        user_id = token.get(s.USER_ID_CLAIM)
+        if user_id is None or isinstance(user_id, (dict, list, bool)):
+            raise Deny(401, "invalid token", log_detail="token names no user")
+        jti = token.get(s.JTI_CLAIM) if s.JTI_CLAIM else None
+        user = await database_sync_to_async(self._get_user_sync)(user_id, jti)
+        if user is None:
+            raise Deny(401, "invalid token", log_detail=f"unknown user {str(user_id)[:64]!r}")
+        if getattr(user, "_rockstar_blacklisted", False):
+            raise Deny(401, "invalid token", log_detail=f"token blacklisted (user {user.pk})")
+        if s.CHECK_USER_IS_ACTIVE and not getattr(user, "is_active", True):
+            raise Deny(401, "invalid token", log_detail=f"inactive user {user.pk}")
+        if s.CHECK_REVOKE_TOKEN:
+            from rest_framework_simplejwt.utils import get_md5_hash_password
+
+            if token.get(s.REVOKE_TOKEN_CLAIM) != get_md5_hash_password(user.password):
+                raise Deny(401, "invalid token",
+                           log_detail=f"password changed since the token was issued (user {user.pk})")
+        return user
+
+    def scopes_for(self, claims: dict[str, Any]) -> frozenset[str]:
+        """The scopes the claims grant (``AUTH_SCOPE_CLAIM`` and ``AUTH_SCOPES_CLAIM``)."""
+        return scopes_from_claims(claims, self.scope_claim, self.scopes_claim)
+
+    def tenant_for(self, claims: dict[str, Any]) -> str | None:
+        """The tenant the claims name (``AUTH_TENANT_CLAIM``), as a string, or None."""
+        if not self.tenant_claim:
+            return None
+        value = claims.get(self.tenant_claim)
+        if value is None or isinstance(value, (dict, list, bool)):
+            return None
+        return str(value)
+
+    def session_scopes(self, ctx: Context, user: Any) -> frozenset[str]:
+        """Scopes of a session-authenticated user. None by default: such users only enter routes
+        without ``allowed_scopes``. Override to grant scopes from your own models."""
+        return frozenset()
+
+    def check_scopes(self, ctx: Context, scopes: frozenset[str]) -> None:
+        """``Deny(403)`` unless ``scopes`` satisfy the route (any of, or all of, its scopes)."""
+        route = ctx.route
+        wanted = route.allowed_scopes
+        if not wanted:
+            return
+        if route.require_all_scopes:
+            missing = [s for s in wanted if s not in scopes]
+            if missing:
+                raise Deny(403, "insufficient scope",
+                           log_detail=f"needs all of {list(wanted)}, missing {missing}, token has {sorted(scopes)}")
+        elif scopes.isdisjoint(wanted):
+            raise Deny(403, "insufficient scope",
+                       log_detail=f"needs one of {list(wanted)}, token has {sorted(scopes)}")
+
+    # -- the handshake -----------------------------------------------------------------------
     async def authenticate(self, ctx: Context) -> None:
-        """Authenticate ``ctx`` for ``ctx.route`` or raise :class:`Deny` (401/403)."""
-        raise Deny(401, "authentication is not available", log_detail="no token validation configured")
+        """Authenticate ``ctx`` for ``ctx.route`` or raise :class:`Deny` (401/403).
+
+        On success ``ctx.request.user_id``, ``access_token``, ``scopes``, ``claims``, ``ctx.user``
+        and (when the host resolved none) ``ctx.request.tenant_id`` are set.
+        """
+        raw, source = self.find_token(ctx)
+        if raw is None:
+            if self.session:
+                await self._authenticate_session(ctx)
+                return
+            raise Deny(401, "missing token", log_detail="no token in query, Authorization header or subprotocol")
+        try:
+            token = self.validate(raw)
+            user = await self.get_user(token)
+        except Deny as deny:
+            deny.log_detail = f"{deny.log_detail} [source={source}]"
+            raise
+        claims = dict(token.payload)
+        scopes = self.scopes_for(claims)
+        self.check_scopes(ctx, scopes)
+        request = ctx.request
+        request.user_id = str(claims[self._jwt.USER_ID_CLAIM])
+        request.access_token = raw
+        request.scopes = scopes
+        request.claims = claims
+        if request.tenant_id is None:
+            request.tenant_id = self.tenant_for(claims)
+        ctx.user = user
+        ctx.state[SOURCE_KEY] = source
+        exp = claims.get("exp")
+        if self.close_on_expiry and isinstance(exp, (int, float)):
+            ctx.state[GUARD_KEY] = TokenGuard(self, ctx, float(exp))
+
+    async def _authenticate_session(self, ctx: Context) -> None:
+        from .upgrader import default_check_origin
+
+        user = ctx.user
+        if not getattr(user, "is_authenticated", False):
+            raise Deny(401, "missing token", log_detail="no token and no session user")
+        if ctx.request.origin is None or not default_check_origin(ctx, self.session_origins, allow_missing=False):
+            raise Deny(403, "origin not allowed",
+                       log_detail=f"session source needs an allowed Origin, got {ctx.request.origin!r}")
+        scopes = self.session_scopes(ctx, user)
+        self.check_scopes(ctx, scopes)
+        request = ctx.request
+        request.user_id = str(getattr(user, self._jwt.USER_ID_FIELD, user.pk))
+        request.scopes = scopes
+        ctx.state[SOURCE_KEY] = "session"
+
+    # -- mid-connection ---------------------------------------------------------------------
+    async def refresh(self, ctx: Context, raw: str) -> float:
+        """Validate a fresh access token for an open connection and adopt it; returns its ``exp``.
+
+        Raises ``Deny(401)`` for an invalid token and ``Deny(403)`` for a token of another user
+        or tenant, or one whose scopes no longer satisfy the route.
+        """
+        token = self.validate(raw)
+        claims = dict(token.payload)
+        request = ctx.request
+        old = request.claims
+        if str(claims.get(self._jwt.USER_ID_CLAIM)) != request.user_id:
+            raise Deny(403, "token of another user", log_detail="refresh token names another user")
+        if self.tenant_claim and claims.get(self.tenant_claim) != old.get(self.tenant_claim):
+            raise Deny(403, "token of another tenant", log_detail="refresh token names another tenant")
+        await self.get_user(token)
+        scopes = self.scopes_for(claims)
+        self.check_scopes(ctx, scopes)
+        request.access_token = raw
+        request.scopes = scopes
+        request.claims = claims
+        return float(claims["exp"])
+
+
+class TokenGuard:
+    """Closes a token connection with 4401 when its token expires; adopts refreshed tokens.
+
+    The consumer asks the server for a control hook once per connection
+    (:meth:`WebSocketServer.control_hook`); only token connections get one, so the pump's
+    per-message cost elsewhere is one ``is not None`` check.
+    """
+
+    __slots__ = ("manager", "ctx", "exp", "conn", "_timer", "_closing")
+
+    def __init__(self, manager: AuthManager, ctx: Context, exp: float) -> None:
+        self.manager = manager
+        self.ctx = ctx
+        self.exp = exp
+        self.conn: WebSocketConnection | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._closing: asyncio.Future[None] | None = None
+
+    def _deadline(self) -> float:
+        from rest_framework_simplejwt.state import token_backend
+
+        return self.exp + token_backend.get_leeway().total_seconds()
+
+    def start(self, conn: WebSocketConnection) -> Callable[[str], Awaitable[None]]:
+        """Arm the expiry timer for ``conn``; returns the pump's refresh hook."""
+        self.conn = conn
+        self._arm()
+        conn._on_close.append(self._cancel)
+        return self.on_refresh
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(max(0.0, self._deadline() - time.time()), self._expired)
+
+    def _cancel(self, _conn: Any = None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expired(self) -> None:
+        self._timer = None
+        conn = self.conn
+        if conn is None or conn.closed:
+            return
+        logger.info("closing %s%s (user %s): access token expired", self.ctx.request.host,
+                    self.ctx.request.path, self.ctx.request.user_id)
+        self._closing = asyncio.ensure_future(_close_quietly(conn, 4401, "token expired"))
+
+    async def on_refresh(self, text: str) -> None:
+        """Handle one refresh message (its text starts with :data:`REFRESH_PREFIX`)."""
+        conn = self.conn
+        assert conn is not None
+        try:
+            message = json.loads(text)
+            raw = message["rockstar.refresh"] if isinstance(message, dict) and len(message) == 1 else None
+        except (ValueError, KeyError):
+            raw = None
+        if not isinstance(raw, str):
+            logger.info("refresh on %s (user %s) refused: malformed refresh message",
+                        self.ctx.request.path, self.ctx.request.user_id)
+            await _close_quietly(conn, 4400, "malformed refresh message")
+            return
+        try:
+            exp = await self.manager.refresh(self.ctx, raw)
+        except Deny as deny:
+            logger.info("refresh on %s (user %s) refused: %s (%s)", self.ctx.request.path,
+                        self.ctx.request.user_id, deny.reason, deny.log_detail)
+            await _close_quietly(conn, deny.close_code, deny.reason)
+            return
+        if conn.closed:
+            return
+        self.exp = exp
+        self._arm()
+        try:
+            await conn.write_message(TextMessage, json.dumps({"rockstar.refreshed": int(exp)}))
+        except Exception:  # the client left meanwhile
+            pass
+
+
+async def _close_quietly(conn: WebSocketConnection, code: int, reason: str) -> None:
+    try:
+        await conn.close(code, reason)
+    except Exception:  # pragma: no cover - the client is gone already
+        pass
+
+

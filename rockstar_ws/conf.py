@@ -31,6 +31,21 @@ _TABLE: dict[str, tuple[Any, str]] = {
     "CLOSE_TIMEOUT": (5.0, "Seconds to wait for the client's closing handshake after the server closed."),
 
     # -- authentication (docs/auth.md) --
+    "AUTH_QUERY_PARAM": ("token", "Query parameter that may carry the access token (first source); None turns it off, "
+                                  "since URLs end up in access logs and browser history."),
+    "AUTH_SUBPROTOCOL": ("rockstar.bearer", "Marker subprotocol: a client offering [marker, token] authenticates with the token "
+                                            "and the server accepts the marker (never the token); None turns the source off."),
+    "AUTH_SESSION": (False, "Admit the Django session user (Channels' AuthMiddlewareStack) when no token is sent; "
+                            "needs AUTH_SESSION_ORIGINS."),
+    "AUTH_SESSION_ORIGINS": (None, "Origins or host patterns ('https://app.example.com', '.example.com') a session-authenticated "
+                                   "handshake must come from; required with AUTH_SESSION, a missing Origin is refused."),
+    "AUTH_SCOPE_CLAIM": ("scope", "Claim holding the OAuth 2 space-separated scope string (None: not read)."),
+    "AUTH_SCOPES_CLAIM": ("scopes", "Claim holding a list of scopes (None: not read); joined with AUTH_SCOPE_CLAIM's."),
+    "AUTH_TENANT_CLAIM": ("tenant_id", "Claim naming the token's tenant; sets request.tenant_id when the host resolved none."),
+    "AUTH_CLOSE_ON_EXPIRY": (True, "Close a token connection with 4401 when its access token expires, unless the client "
+                                   "sent {\"rockstar.refresh\": token} in time."),
+    "AUTH_CHECK_BLACKLIST": (True, "With rest_framework_simplejwt.token_blacklist installed, refuse access tokens whose jti "
+                                   "is blacklisted (checked in the same query as the user)."),
 
     # -- tenants (docs/tenants.md) --
     "TENANT_RESOLVER": ("rockstar_ws.tenants.model_resolver", "Import string of `func(host) -> TenantInfo | str | None` (sync or async) resolving a handshake's host to its tenant; the default reads the Tenant model; None turns tenancy off."),

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from channels.consumer import AsyncConsumer
 
 from .asgi_servers import bridge_for
+from .auth import REFRESH_PREFIX
 from .conf import ws_settings
 from .connection import CLOSED, OPEN, SyncConnection, WebSocketConnection
 from .context import Context, Request
@@ -70,6 +71,8 @@ class RockstarConsumer(AsyncConsumer):
         self.conn: WebSocketConnection | None = None
         self.ctx: Context | None = None
         self.accepted = False
+        #: Called by the pump with refresh messages (set per connection; None: not watched).
+        self.control: Callable[[str], Awaitable[None]] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
                        send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
@@ -141,7 +144,8 @@ class RockstarConsumer(AsyncConsumer):
         )
         self.server.stats.refused(deny)
         try:
-            await refuse(self.scope, self.base_send, deny, ws_settings.REFUSAL_MODE, self.bridge)
+            await refuse(self.scope, self.base_send, deny, ws_settings.REFUSAL_MODE, self.bridge,
+                         self.ctx.subprotocol if self.ctx is not None else None)
         except Exception:  # the client is gone already; nothing left to tell it
             pass
 
@@ -170,6 +174,7 @@ class RockstarConsumer(AsyncConsumer):
             handler = asyncio.ensure_future(route.handler(ctx, conn))
         else:
             handler = asyncio.ensure_future(server.run_sync_handler(route.handler, ctx, SyncConnection(conn)))
+        self.control = server.control_hook(ctx, conn)
         pump = asyncio.ensure_future(self._pump(conn))
         try:
             await asyncio.wait((handler, pump), return_when=asyncio.FIRST_COMPLETED)
@@ -220,6 +225,7 @@ class RockstarConsumer(AsyncConsumer):
         feed = conn._feed
         max_size = (conn.ctx.route.options.get("upgrader") or self.server.upgrader).max_message_size
         limiter = self.server.new_rate_limiter()
+        control = self.control  # token refresh (auth.TokenGuard); None on most connections
         while True:
             message = await receive()
             mtype = message["type"]
@@ -239,6 +245,9 @@ class RockstarConsumer(AsyncConsumer):
                 if max_size and size > max_size:
                     await conn.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
                     self.server.stats.message_too_big()
+                    continue
+                if control is not None and text is not None and text.startswith(REFRESH_PREFIX):
+                    await control(text)
                     continue
                 if limiter is not None and not limiter.allow():
                     if await self.server.on_rate_limited(conn):

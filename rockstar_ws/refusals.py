@@ -26,10 +26,15 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 async def refuse(scope: Mapping[str, Any], send: Send, deny: Deny, mode: str = "http",
-                 bridge: ServerBridge | None = None) -> None:
-    """Send the refusal for ``deny`` in the given mode."""
+                 bridge: ServerBridge | None = None, subprotocol: str | None = None) -> None:
+    """Send the refusal for ``deny`` in the given mode.
+
+    ``subprotocol`` is accepted in close mode: a browser that offered subprotocols (e.g. the
+    ``rockstar.bearer`` token marker) fails a handshake accepted without one, and would see 1006
+    instead of the 44xx code.
+    """
     if mode == "close":
-        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.accept", **({"subprotocol": subprotocol} if subprotocol else {})})
         await (bridge or ServerBridge(send)).close(deny.close_code, deny.reason)
         return
     if bridge is not None and bridge.refuse(deny.status, deny.reason):

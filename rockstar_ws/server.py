@@ -199,6 +199,14 @@ class WebSocketServer:
                 await release()
         return release_all
 
+    def control_hook(self, ctx: Context, conn: WebSocketConnection) -> Callable[[str], Awaitable[None]] | None:
+        """The per-connection hook the pump calls for token-refresh messages, or None (the
+        connection has no expiring token; see rockstar_ws.auth.TokenGuard)."""
+        from .auth import GUARD_KEY
+
+        guard = ctx.state.get(GUARD_KEY)
+        return guard.start(conn) if guard is not None else None
+
     def _global_middleware(self) -> tuple[Middleware, ...]:
         if not self._use_settings:
             return self._middleware

@@ -1,5 +1,4 @@
-"""Settings of the tenant tests' server processes: tests.settings plus a test-only auth manager
-(tests/tenantapp/auth.py) and tenant knobs from the environment."""
+"""Settings of the tenant tests' server processes: tests.settings plus tenant knobs from the environment."""
 
 import os
 
@@ -9,7 +8,6 @@ from tests.settings import CHANNEL_LAYERS, INSTALLED_APPS, ROCKSTAR_WS
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.tenantapp"]
 ROCKSTAR_WS = {
     **ROCKSTAR_WS,
-    "AUTH_MANAGER": "tests.tenantapp.auth.TestJWTAuthManager",
     "TENANT_SWEEP_INTERVAL": float(os.environ.get("ROCKSTAR_TEST_TENANT_SWEEP", "30")),
     "TENANT_CACHE_TTL": float(os.environ.get("ROCKSTAR_TEST_TENANT_TTL", "5")),
 }

@@ -1,8 +1,8 @@
 """Tenants through real daphne processes and real clients (docs/tenants.md).
 
-The server processes run ``tests.tenant_settings``: the test app's routes, and a test-only auth
-manager (tests/tenantapp/auth.py) validating SimpleJWT access tokens, so these tests do not depend
-on the real one. Each module or test that changes tenants works on its own copy of the migrated
+The server processes run ``tests.tenant_settings``: the test app's routes and the real
+AuthManager (SimpleJWT access tokens minted with ``rockstar_ws.tokens.access_token_for``). Each
+module or test that changes tenants works on its own copy of the migrated
 SQLite file, so the session's shared daphne keeps the demo tenants.
 """
 
@@ -175,10 +175,10 @@ async def test_refused_tokens_never_run_the_handler(tsrv):
 
 async def test_cross_tenant_scope_opts_a_route_out(tsrv):
     host = "tenant1.localhost"
-    plain_t2 = make_token(7, "tenant2", ["support:read"])
-    staff_t2 = make_token(7, "tenant2", ["staff:all"])
-    staff_none = make_token(8, None, ["staff:all"])
-    own = make_token(9, "tenant1", [])
+    plain_t2 = make_token(1, "tenant2", ["support:read"])
+    staff_t2 = make_token(1, "tenant2", ["staff:all"])
+    staff_none = make_token(2, None, ["staff:all"])
+    own = make_token(3, "tenant1", [])
     assert await status_of(tsrv, f"/ws/tt/staff?token={plain_t2}", host) == 403
     for token in (staff_t2, staff_none, own):
         async with connect(tsrv, f"/ws/tt/staff?token={token}", host=host) as ws:
@@ -187,7 +187,7 @@ async def test_cross_tenant_scope_opts_a_route_out(tsrv):
     async with connect(tsrv, f"/ws/tt/staff?token={plain_t2}") as ws:
         assert (await recv_json(ws))["tenant_id"] == "tenant2"
     # the demo's /ws/admin has no opt-out: staff:all does not open it
-    assert await status_of(tsrv, f"/ws/admin?token={make_token(7, 'tenant2', ['staff:all', 'admin:access'])}",
+    assert await status_of(tsrv, f"/ws/admin?token={make_token(1, 'tenant2', ['staff:all', 'admin:access'])}",
                            host) == 403
 
 

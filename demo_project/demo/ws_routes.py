@@ -49,3 +49,14 @@ ws.register_authenticated_host_route("tenant1.localhost", "/ws/admin", tenant_ad
 async def chat(ctx: Context, conn: WebSocketConnection) -> None:
     async for message_type, data in conn:
         await conn.write_message(message_type, data)
+
+
+# Authenticated WebSocket: only access tokens with the chat:write scope get in (alice, not bob).
+async def private_handler(ctx: Context, conn: WebSocketConnection) -> None:
+    user_id = ctx.request.user_id
+    async for _message_type, data in conn:
+        text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+        await conn.write_message(TextMessage, f"User {user_id}: {text}")
+
+
+ws.register_authenticated_route("/ws/private", private_handler, allowed_scopes=["chat:write"])

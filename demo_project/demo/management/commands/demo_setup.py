@@ -19,13 +19,6 @@ DEMO_TENANTS = [
     ("tenant2", "Tenant Two", ["tenant2.localhost"]),
 ]
 
-#: Scopes users hold in a tenant: the staff user admin may open tenant1's /ws/admin.
-#: (username, tenant identifier, scope). Recording them is the token endpoint's part (demo.models
-#: DemoGrant, docs/auth.md): a token of admin issued for tenant1 carries tenant_id="tenant1" and
-#: the scope admin:access.
-DEMO_TENANT_GRANTS = [
-    ("admin", "tenant1", "admin:access"),
-]
 
 
 def setup_tenants(stdout: Any = None) -> None:
@@ -44,6 +37,26 @@ def setup_tenants(stdout: Any = None) -> None:
             stdout.write(f"{'created' if created else 'updated'} tenant {identifier} ({', '.join(hosts)})")
 
 
+DEMO_GRANTS = [
+    # username, scopes (space-separated), tenant: what /api/token/ puts into their tokens
+    ("alice", "chat:read chat:write", "tenant1"),
+    ("bob", "chat:read", "tenant2"),
+    # the staff user may open tenant1's /ws/admin (the reference's RegisterAuthenticatedHostRoute example)
+    ("admin", "admin:access", "tenant1"),
+]
+
+
+def setup_grants(stdout: Any) -> None:
+    """Give the demo users their token scopes and tenants (demo.DemoGrant)."""
+    from demo_project.demo.models import DemoGrant
+
+    User = get_user_model()
+    for username, scopes, tenant in DEMO_GRANTS:
+        user = User.objects.get(username=username)
+        DemoGrant.objects.update_or_create(user=user, defaults={"scopes": scopes, "tenant": tenant})
+        stdout.write(f"granted {username}: scopes {scopes!r}, tenant {tenant!r}")
+
+
 class Command(BaseCommand):
     help = "Create the demo users alice, bob and admin (staff) and the tenants tenant1, tenant2. Safe to run again."
 
@@ -58,3 +71,4 @@ class Command(BaseCommand):
             user.save()
             self.stdout.write(f"{'created' if created else 'updated'} user {username} (id {user.pk})")
         setup_tenants(self.stdout)
+        setup_grants(self.stdout)
