@@ -17,3 +17,7 @@ class RockstarWsConfig(AppConfig):
         from .loading import load_routes
 
         load_routes()
+        from .registry import install
+        from .server import default_server
+
+        install(default_server)  # the live-connection registry and limits (LIVE_REGISTRY)

@@ -1,5 +1,6 @@
 """Test settings: the demo project plus a test app with probe routes."""
 
+import json
 import os
 
 from demo_project.settings import *  # noqa: F403
@@ -10,3 +11,11 @@ ROCKSTAR_WS = {
     "HANDLER_CLOSE_TIMEOUT": float(os.environ.get("ROCKSTAR_TEST_HANDLER_CLOSE_TIMEOUT", "2")),
 }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Live registry tests: each test's servers get their own Redis key prefix, and any ROCKSTAR_WS
+# keys as JSON (e.g. limits) through the environment.
+if os.environ.get("ROCKSTAR_TEST_PREFIX"):
+    ROCKSTAR_WS["REGISTRY_KEY_PREFIX"] = os.environ["ROCKSTAR_TEST_PREFIX"] + ":live:"
+    if "CONFIG" in CHANNEL_LAYERS["default"]:  # noqa: F405
+        CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = os.environ["ROCKSTAR_TEST_PREFIX"]  # noqa: F405
+ROCKSTAR_WS.update(json.loads(os.environ.get("ROCKSTAR_TEST_WS_SETTINGS", "{}")))

@@ -183,3 +183,4 @@ async def returns_at_once(ctx: Context, conn: WebSocketConnection) -> None:
 
 ws.register_route("/ws/test/returns", returns_at_once)
 ws.register_authenticated_route("/ws/test/private", small_echo, allowed_scopes=["chat:write"])
+from . import live_routes  # noqa: E402,F401  (routes of the live-registry tests)

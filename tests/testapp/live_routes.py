@@ -1,0 +1,39 @@
+"""Routes and a tenant resolver for the live-registry tests (tests/test_live.py).
+
+With ``ROCKSTAR_TEST_TENANTS=1`` hosts ``<slug>.tenants.localhost`` resolve to a tenant ``slug``
+whose ``max_connections`` comes from ``ROCKSTAR_TEST_TENANT_LIMITS`` (JSON: slug -> limit).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from types import SimpleNamespace
+from typing import Any
+
+from rockstar_ws import Context, WebSocketConnection
+from rockstar_ws import default_server as ws
+
+from .ws_routes import record
+
+TENANT_LIMITS: dict[str, int] = json.loads(os.environ.get("ROCKSTAR_TEST_TENANT_LIMITS", "{}"))
+
+
+async def resolve_test_tenant(request: Any) -> Any:
+    if request.host.endswith(".tenants.localhost"):
+        slug = request.host.split(".", 1)[0]
+        request.tenant_id = slug
+        return SimpleNamespace(id=slug, slug=slug, max_connections=TENANT_LIMITS.get(slug))
+    return None
+
+
+if os.environ.get("ROCKSTAR_TEST_TENANTS") == "1":
+    ws.tenant_resolver = resolve_test_tenant
+
+
+@ws.route("/ws/test/live")
+async def live_echo(ctx: Context, conn: WebSocketConnection) -> None:
+    """Records that its handler ran (so a test can prove a refused handshake never ran it), then echoes."""
+    record(f"live-handler:{ctx.request.tenant_id}:{ctx.request.remote_ip}")
+    async for message_type, data in conn:
+        await conn.write_message(message_type, data)
