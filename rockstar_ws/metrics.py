@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from .conf import ws_settings
-from .registry import get_registry, process_name
+from .registry import get_registry, installed_servers, process_name
 
 __all__ = ["render"]
 
@@ -22,8 +22,7 @@ __all__ = ["render"]
 def _servers() -> list[Any]:
     from .server import default_server
 
-    servers = list(get_registry().servers) if ws_settings.LIVE_REGISTRY else []
-    return servers or [default_server]
+    return list(installed_servers) or [default_server]
 
 
 class _Collected:

@@ -42,8 +42,8 @@ if TYPE_CHECKING:
     from .context import Context
     from .server import WebSocketServer
 
-__all__ = ["LIMIT_REASONS", "ConnectionRecord", "LocalRegistry", "RedisRegistry", "get_registry",
-           "install", "reset_registry"]
+__all__ = ["LIMIT_REASONS", "ConnectionRecord", "LocalRegistry", "RedisRegistry",
+           "admit", "get_registry", "install", "installed_servers", "reset_registry"]
 
 logger = logging.getLogger("rockstar_ws.registry")
 
@@ -446,6 +446,13 @@ class RedisRegistry(LocalRegistry):
         for _kind, field, limit in checks:
             args += [field, str(limit)]
         args += fields
+        if not self.redis_ok:  # an outage: count here at once; the heartbeat probes for Redis
+            self._dirty = True
+            kind = self._local_refusal(checks)
+            if kind is not None:
+                raise self._deny(kind, ctx)
+            self._add(record, fields)
+            return self._releaser(record, fields)
         self._pending += 1
         try:
             try:
@@ -476,6 +483,9 @@ class RedisRegistry(LocalRegistry):
                 return
             released = True
             self._remove(record, fields)
+            if not self.redis_ok:
+                self._dirty = True
+                return
             self._pending += 1
             try:
                 await self._call("release", self._keys[2:], [record.id, *fields])
@@ -569,25 +579,30 @@ def get_registry() -> LocalRegistry:
     return _registry
 
 
-def install(server: WebSocketServer) -> LocalRegistry | None:
-    """Count ``server``'s connections in this process's registry (unless ``LIVE_REGISTRY`` is off)."""
+#: Servers whose connections the process registry counts (see :func:`install`).
+installed_servers: list[WebSocketServer] = []
+
+
+async def admit(ctx: Context) -> Release:
+    """The admission check :func:`install` adds: the process registry of the moment admits ``ctx``."""
+    return await (_registry or get_registry()).admit(ctx)
+
+
+def install(server: WebSocketServer) -> bool:
+    """Count ``server``'s connections in this process's registry and enforce the limits on its
+    handshakes; does nothing (and returns False) when ``LIVE_REGISTRY`` is off."""
     if not ws_settings.LIVE_REGISTRY:
-        return None
-    registry = get_registry()
-    registry.install(server)
-    return registry
+        return False
+    if server not in installed_servers:
+        installed_servers.append(server)
+        server.admission.append(admit)
+    return True
 
 
 def reset_registry() -> None:
-    """Forget the registry (tests; settings changes). Servers keep the old one until reinstalled."""
+    """Forget the process registry; the next connection builds one from the current settings."""
     global _registry
-    old, _registry = _registry, None
-    if old is not None:
-        servers = list(old.servers)
-        for server in servers:
-            old.uninstall(server)
-        for server in servers:
-            install(server)
+    _registry = None
 
 
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -325,3 +326,53 @@ async def test_access_rules_of_the_json_page_and_metrics(server_factory, staff, 
     assert status == 200 and b"Live connections" in body
     status, _, body = http_get(server, "/admin/", cookie=staff)
     assert status == 200 and b'href="/admin/rockstar_ws/live/"' in body
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A Redis server of this test alone (it is stopped and restarted; the shared one never is)."""
+    port = free_port()
+
+    class OwnRedis:
+        url = f"redis://127.0.0.1:{port}/0"
+        proc: subprocess.Popen | None = None
+
+        def start(self) -> None:
+            self.proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                                          "--save", "", "--appendonly", "no"], cwd=tmp_path,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            from tests.servers import wait_for_port
+
+            wait_for_port(port, self.proc)
+
+        def stop(self) -> None:
+            if self.proc and self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed")
+    redis = OwnRedis()
+    redis.start()
+    yield redis
+    redis.stop()
+
+
+async def test_redis_outage_serves_locally_then_resyncs(server_factory, staff, own_redis):
+    server = server_factory("daphne", env={"ROCKSTAR_TEST_WS_SETTINGS": json.dumps(
+        {"REGISTRY_REDIS_URL": own_redis.url, "REGISTRY_REDIS_TIMEOUT": 0.5})})
+    async with AsyncExitStack() as stack:
+        await open_clients(stack, server, 2)
+        data = await live(server, staff)
+        assert data["mode"] == "cluster" and live_only(data) == 2
+        own_redis.stop()
+        await open_clients(stack, server, 1)  # still served while Redis is down
+        data = await live(server, staff)
+        assert data["mode"] == "local" and live_only(data) == 3 and "Redis unavailable" in data["error"]
+        own_redis.start()  # an empty Redis: the next heartbeat writes this process's state again
+        data = await wait_live(server, staff, lambda d: d["mode"] == "cluster" and live_only(d) == 3)
+        assert data["mode"] == "cluster" and live_only(data) == 3
+    data = await wait_live(server, staff, lambda d: d["total"] == 0)
+    assert data["mode"] == "cluster" and data["total"] == 0
+    log = server.output()
+    assert "live registry: Redis at" in log and "answers again" in log

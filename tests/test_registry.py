@@ -1,0 +1,72 @@
+"""Unit tests of the registry's settings and bookkeeping (the behaviour is proven end to end in test_live.py)."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+
+from rockstar_ws import Deny, WebSocketServer
+from rockstar_ws.context import Context, Request
+from rockstar_ws.registry import LocalRegistry, RedisRegistry, get_registry, redis_url_from_settings
+from rockstar_ws.routing import Route
+
+REDIS_LAYER = "channels_redis.core.RedisChannelLayer"
+
+
+@pytest.mark.parametrize("hosts, url", [
+    (["redis://h:1/2"], "redis://h:1/2"),
+    ([("h", 1)], "redis://h:1"),
+    ([{"address": "redis://h:3/0"}], "redis://h:3/0"),
+])
+def test_redis_url_defaults_to_the_channel_layers_host(hosts, url):
+    layers = {"default": {"BACKEND": REDIS_LAYER, "CONFIG": {"hosts": hosts}}}
+    with override_settings(CHANNEL_LAYERS=layers):
+        assert redis_url_from_settings() == url
+        assert isinstance(get_registry(), RedisRegistry)
+        with override_settings(ROCKSTAR_WS={"REGISTRY_REDIS_URL": ""}):
+            assert redis_url_from_settings() == ""
+            assert type(get_registry()) is LocalRegistry
+
+
+def test_in_memory_layer_means_local_registry():
+    with override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}):
+        assert redis_url_from_settings() == ""
+
+
+def test_ttl_must_outlast_two_heartbeats():
+    with pytest.raises(ImproperlyConfigured, match="REGISTRY_TTL"):
+        RedisRegistry("redis://localhost", heartbeat=5, ttl=8)
+
+
+def _ctx(server: WebSocketServer, remote: str = "10.0.0.1:5000") -> Context:
+    request = Request(path="/ws/x", host="example.com", remote_addr=remote, local_addr="", headers=None)  # type: ignore[arg-type]
+    return Context(request, {"user": None}, server, Route(path="/ws/x", handler=_handler))
+
+
+async def _handler(ctx, conn):
+    pass
+
+
+async def test_release_is_idempotent_and_limits_apply():
+    registry = LocalRegistry("test:1")
+    server = WebSocketServer(name="unit")
+    registry.install(server)
+    registry.install(server)
+    assert server.admission == [registry.admit]
+    with override_settings(ROCKSTAR_WS={"MAX_CONNECTIONS_PER_IP": 1}):
+        release = await registry.admit(_ctx(server))
+        with pytest.raises(Deny) as refused:
+            await registry.admit(_ctx(server, "10.0.0.1:5001"))
+        assert refused.value.status == 429 and refused.value.reason == "too many connections from this address"
+        other = await registry.admit(_ctx(server, "10.0.0.2:5000"))
+        snap = await registry.snapshot(records=True)
+        assert snap["total"] == 2 and snap["by_ip"] == {"10.0.0.1": 1, "10.0.0.2": 1}
+        assert snap["by_route"] == {"/ws/x": 2} and len(snap["connections"]) == 2
+        await release()
+        await release()
+        await other()
+    assert registry.total == 0 and dict(registry.counts) == {} and registry.records == {}
+    assert registry.limited["ip"] == 1
+    registry.uninstall(server)
+    assert server.admission == []
