@@ -299,6 +299,12 @@ return 0
 """
 
 _HEARTBEAT = """
+for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if node ~= ARGV[1] and redis.call('EXISTS', ARGV[3] .. 'node:' .. node .. ':alive') == 0 then
+    redis.call('SREM', KEYS[1], node)
+    redis.call('DEL', ARGV[3] .. 'node:' .. node .. ':counts', ARGV[3] .. 'node:' .. node .. ':conns')
+  end
+end
 redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
 redis.call('PEXPIRE', KEYS[4], ARGV[2])
@@ -410,7 +416,7 @@ class RedisRegistry(LocalRegistry):
     async def beat(self) -> None:
         """One heartbeat: keep this process's keys alive; rewrite them if Redis lost them."""
         try:
-            kept = await self._call("heartbeat", self._keys, [self.process, self._ttl_ms])
+            kept = await self._call("heartbeat", self._keys, [self.process, self._ttl_ms, self.prefix])
             if (self._dirty or (not kept and self.counts)) and self._pending == 0:
                 await self._resync()
             self._recovered()

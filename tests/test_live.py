@@ -7,6 +7,7 @@ import asyncio
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -208,6 +209,18 @@ async def test_two_processes_show_one_total_and_a_killed_one_drops_out(server_fa
             assert await ws.recv() == "still here"
         for ws in b_clients:
             ws.transport.abort()
+    # The next heartbeat of the survivor removes the dead process from the set of nodes.
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    dead = f"{socket.gethostname()}:{b.proc.pid}".encode()
+    deadline = time.monotonic() + 10
+    while dead in client.smembers(f"{prefix}:live:nodes") and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+    nodes = client.smembers(f"{prefix}:live:nodes")
+    assert dead not in nodes and len(nodes) == 1
+    assert not client.exists(f"{prefix}:live:node:{dead.decode()}:counts")
+    client.close()
 
 
 async def test_redis_unavailable_fails_open_with_local_counts(server_factory, staff):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from io import StringIO
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
 from django.test import override_settings
 
 from rockstar_ws import Deny, WebSocketServer
@@ -70,3 +73,10 @@ async def test_release_is_idempotent_and_limits_apply():
     assert registry.limited["ip"] == 1
     registry.uninstall(server)
     assert server.admission == []
+
+
+def test_ws_connections_says_when_it_sees_only_its_own_process():
+    out = StringIO()
+    with override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}):
+        call_command("ws_connections", stdout=out)
+    assert "Local view only" in out.getvalue() and "0 live connection(s) in this process" in out.getvalue()
