@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings as django_settings
+from django.core.checks import Error, register
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
@@ -609,6 +610,31 @@ def reset_registry() -> None:
     """Forget the process registry; the next connection builds one from the current settings."""
     global _registry
     _registry = None
+
+
+@register("rockstar_ws")
+def check_registry(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Registry and limit settings that would fail at the first connection (``rockstar_ws.E1xx``)."""
+    errors: list[Any] = []
+    try:
+        if not ws_settings.LIVE_REGISTRY:
+            return errors
+        for key in ("MAX_CONNECTIONS", "MAX_CONNECTIONS_PER_TENANT", "MAX_CONNECTIONS_PER_USER",
+                    "MAX_CONNECTIONS_PER_IP"):
+            value = getattr(ws_settings, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                errors.append(Error(f"ROCKSTAR_WS[{key!r}] is {value!r}", hint="Use an int >= 0 (0: no limit).",
+                                    id="rockstar_ws.E101"))
+        heartbeat, ttl = float(ws_settings.REGISTRY_HEARTBEAT), float(ws_settings.REGISTRY_TTL)
+        if heartbeat <= 0 or ttl < 2 * heartbeat:
+            errors.append(Error(f"REGISTRY_HEARTBEAT={heartbeat}, REGISTRY_TTL={ttl}",
+                                hint="Use a heartbeat > 0 and a TTL of at least twice the heartbeat.",
+                                id="rockstar_ws.E102"))
+        redis_url_from_settings()
+    except Exception as exc:
+        errors.append(Error(str(exc), hint="Fix the live-registry settings (docs/connections.md).",
+                            id="rockstar_ws.E103"))
+    return errors
 
 
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:

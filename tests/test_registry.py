@@ -80,3 +80,12 @@ def test_ws_connections_says_when_it_sees_only_its_own_process():
     with override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}):
         call_command("ws_connections", stdout=out)
     assert "Local view only" in out.getvalue() and "0 live connection(s) in this process" in out.getvalue()
+
+
+def test_system_check_names_bad_limit_and_heartbeat_settings():
+    from rockstar_ws.registry import check_registry
+
+    with override_settings(ROCKSTAR_WS={"MAX_CONNECTIONS_PER_IP": -1, "REGISTRY_TTL": 4.0}):
+        ids = sorted(e.id for e in check_registry())
+    assert ids == ["rockstar_ws.E101", "rockstar_ws.E102"]
+    assert check_registry() == []
