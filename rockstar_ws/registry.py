@@ -364,6 +364,7 @@ class RedisRegistry(LocalRegistry):
         self._pending = 0
         self._dirty = False
         self._resyncing = False
+        self._admitting = 0
         #: False while Redis is unreachable (connections are then counted in this process only).
         self.redis_ok = True
         self.last_error = ""
@@ -443,7 +444,8 @@ class RedisRegistry(LocalRegistry):
     async def admit(self, ctx: Context) -> Release:
         """Count the connection cluster-wide or refuse it with 429 when a limit is reached."""
         max_process = ws_settings.MAX_CONNECTIONS
-        if max_process and self.counts["total"] >= max_process:
+        # Handshakes waiting for Redis hold a place too, or a burst could pass the process limit.
+        if max_process and self.counts["total"] + self._admitting >= max_process:
             raise self._deny("process", ctx)
         self._ensure_heartbeat()
         fields, checks = _fields_and_checks(ctx)
@@ -461,6 +463,7 @@ class RedisRegistry(LocalRegistry):
             self._add(record, fields)
             return self._releaser(record, fields)
         self._pending += 1
+        self._admitting += 1
         try:
             try:
                 refused = int(await self._call("admit", self._keys, args))
@@ -479,6 +482,7 @@ class RedisRegistry(LocalRegistry):
             self._add(record, fields)
         finally:
             self._pending -= 1
+            self._admitting -= 1
         return self._releaser(record, fields)
 
     def _releaser(self, record: ConnectionRecord, fields: list[str]) -> Release:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from io import StringIO
 
 import pytest
@@ -89,3 +91,48 @@ def test_system_check_names_bad_limit_and_heartbeat_settings():
         ids = sorted(e.id for e in check_registry())
     assert ids == ["rockstar_ws.E101", "rockstar_ws.E102"]
     assert check_registry() == []
+
+
+async def _admit_all(registries, n: int) -> tuple[list, int]:
+    server = WebSocketServer(name="burst")
+
+    async def one(i: int):
+        try:
+            return await registries[i % len(registries)].admit(_ctx(server, f"10.9.9.9:{i}"))
+        except Deny as deny:
+            assert deny.status == 429
+            return None
+    results = await asyncio.gather(*[one(i) for i in range(n)])
+    admitted = [r for r in results if r is not None]
+    return admitted, n - len(admitted)
+
+
+async def test_limits_hold_under_a_concurrent_burst_across_two_registries(redis_url):
+    """Check and increment are one Lua script: two processes racing for the last places never overshoot."""
+    prefix = f"rockstar-test-{uuid.uuid4().hex[:12]}:live:"
+    a = RedisRegistry(redis_url, prefix=prefix, process="host-a:1")
+    b = RedisRegistry(redis_url, prefix=prefix, process="host-b:2")
+    try:
+        with override_settings(ROCKSTAR_WS={"MAX_CONNECTIONS_PER_IP": 5, "MAX_CONNECTIONS": 4}):
+            admitted, refused = await _admit_all([a, b], 30)
+            assert (len(admitted), refused) == (5, 25)
+            snap = await a.snapshot()
+            assert snap["mode"] == "cluster" and snap["total"] == 5 and snap["by_ip"] == {"10.9.9.9": 5}
+            for release in admitted:
+                await release()
+            assert (await b.snapshot())["total"] == 0
+            # The per-process limit counts handshakes still waiting for Redis.
+            before = a.limited["process"]
+            admitted, refused = await _admit_all([a], 10)
+            assert len(admitted) == 4 and a.limited["process"] - before == 6
+            for release in admitted:
+                await release()
+    finally:
+        await a.close()
+        await b.close()
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+        for key in client.scan_iter(f"{prefix}*"):
+            client.delete(key)
+        client.close()
