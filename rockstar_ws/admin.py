@@ -1,4 +1,4 @@
-"""Django admin for rockstar_ws: tenants and their hosts."""
+"""Django admin for rockstar_ws: tenants and their hosts, and the "Live connections" page."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from .live_views import install_admin
 from .models import Tenant, TenantHost
+
+install_admin()
 
 
 class TenantHostInline(admin.TabularInline):

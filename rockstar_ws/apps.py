@@ -18,7 +18,9 @@ class RockstarWsConfig(AppConfig):
 
         load_routes()
         from . import tenants
+        from .registry import install as install_registry
         from .server import default_server
 
         tenants.connect_signals()
         tenants.install(default_server)
+        install_registry(default_server)  # the live-connection registry and limits (LIVE_REGISTRY)

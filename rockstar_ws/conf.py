@@ -56,6 +56,21 @@ _TABLE: dict[str, tuple[Any, str]] = {
     "TENANT_CONTROL_GROUP": ("rockstar_ws.tenants", "Channel-layer group through which tenant changes reach every server process (cache cleared, inactive tenants' connections closed)."),
 
     # -- live connections and limits (docs/connections.md) --
+    "LIVE_REGISTRY": (True, "Keep the registry of live connections (counts by route, tenant, user, process) and enforce the connection limits; "
+                            "False turns both off (no work at all on connect and close)."),
+    "REGISTRY_REDIS_URL": (None, "Redis URL of the cluster-wide registry. None: the first host of CHANNEL_LAYER when it is a channels_redis layer, "
+                                 "else in-process only; '': in-process only."),
+    "REGISTRY_KEY_PREFIX": ("rockstar_ws:live:", "Prefix of the registry's Redis keys (give each cluster its own)."),
+    "REGISTRY_HEARTBEAT": (3.0, "Seconds between a process's heartbeats to Redis (one write per process, never per connection)."),
+    "REGISTRY_TTL": (10.0, "Seconds after its last heartbeat that a process (e.g. one killed with kill -9) drops out of every count; "
+                           "at least twice REGISTRY_HEARTBEAT."),
+    "REGISTRY_REDIS_TIMEOUT": (1.0, "Seconds a registry call to Redis may take before the process falls back to its local counts."),
+    "MAX_CONNECTIONS": (0, "Live connections one server process accepts; over it a handshake is refused with 429 (0: no limit)."),
+    "MAX_CONNECTIONS_PER_TENANT": (0, "Live connections per tenant, cluster-wide (0: no limit); a tenant's own `max_connections` overrides it."),
+    "MAX_CONNECTIONS_PER_USER": (0, "Live connections per authenticated user, cluster-wide (0: no limit)."),
+    "MAX_CONNECTIONS_PER_IP": (0, "Live connections per client IP address, cluster-wide (0: no limit)."),
+    "METRICS_TOKEN": ("", "Bearer token that may read the Prometheus metrics and the live JSON without a staff session ('': staff only)."),
+    "LIVE_PAGE_REFRESH": (2.0, "Seconds between the admin 'Live connections' page's updates."),
 
     # -- broadcast groups (docs/broadcast.md) --
 

@@ -71,7 +71,8 @@ class Tenant(models.Model):
         help_text="Inactive tenants' hosts refuse new connections (403); deactivating closes open ones (4403).")
     max_connections = models.PositiveIntegerField(
         null=True, blank=True,
-        help_text="Open connections allowed for this tenant in each server process; empty = no limit.")
+        help_text="Open connections allowed for this tenant (cluster-wide with Redis); "
+                  "empty = MAX_CONNECTIONS_PER_TENANT, 0 = no limit.")
     settings = models.JSONField(
         default=dict, blank=True,
         help_text="Overrides of connection settings for this tenant, e.g. "

@@ -43,7 +43,7 @@ from .errors import Deny, ImproperlyConfigured
 if TYPE_CHECKING:
     from .connection import WebSocketConnection
     from .context import Context, Request
-    from .server import Release, WebSocketServer
+    from .server import WebSocketServer
 
 __all__ = [
     "TENANT_CHANGED_CLOSE_CODE",
@@ -334,8 +334,6 @@ def install(server: WebSocketServer, resolver: TenantResolver | Callable[[str], 
         _servers.discard(server)
         return
     _servers.add(server)
-    if not any(isinstance(a, TenantConnectionLimit) for a in server.admission):
-        server.admission.append(TenantConnectionLimit())
 
 
 def invalidate() -> None:
@@ -395,36 +393,6 @@ def check_tenant_binding(ctx: Context) -> None:
             detail = f"host tenant {tenant.identifier!r}, token tenant {claim!r}, user {request.user_id!r}"
             raise Deny(403, "token not valid for this tenant", log_detail=detail)
     request.tenant_id = tenant.identifier
-
-
-class TenantConnectionLimit:
-    """Admission check: a tenant's ``max_connections`` open connections per server process (429)."""
-
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
-
-    async def __call__(self, ctx: Context) -> Release | None:
-        tenant: TenantInfo | None = ctx.tenant
-        if tenant is None or tenant.max_connections is None:
-            return None
-        ident = tenant.identifier
-        current = self.counts.get(ident, 0)
-        if current >= tenant.max_connections:
-            raise Deny(429, "tenant connection limit reached",
-                       log_detail=f"tenant {ident!r} has {current} of {tenant.max_connections} connections")
-        self.counts[ident] = current + 1
-        released = False
-
-        async def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                left = self.counts.get(ident, 1) - 1
-                if left > 0:
-                    self.counts[ident] = left
-                else:
-                    self.counts.pop(ident, None)
-        return release
 
 
 # -- changes reaching running servers -------------------------------------------------------

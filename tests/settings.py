@@ -1,5 +1,6 @@
 """Test settings: the demo project plus a test app with probe routes."""
 
+import json
 import os
 
 from demo_project.settings import *  # noqa: F403
@@ -12,8 +13,10 @@ ROCKSTAR_WS = {
 }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
-# A test may start its own server process with extra ROCKSTAR_WS keys, as JSON in this variable.
-if os.environ.get("ROCKSTAR_TEST_WS_JSON"):
-    import json
-
-    ROCKSTAR_WS = {**ROCKSTAR_WS, **json.loads(os.environ["ROCKSTAR_TEST_WS_JSON"])}
+# A test's own server processes get their own Redis key prefix, and extra ROCKSTAR_WS keys as
+# JSON (limits, refusal mode, middleware, ...) through the environment.
+if os.environ.get("ROCKSTAR_TEST_PREFIX"):
+    ROCKSTAR_WS["REGISTRY_KEY_PREFIX"] = os.environ["ROCKSTAR_TEST_PREFIX"] + ":live:"
+    if "CONFIG" in CHANNEL_LAYERS["default"]:  # noqa: F405
+        CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = os.environ["ROCKSTAR_TEST_PREFIX"]  # noqa: F405
+ROCKSTAR_WS.update(json.loads(os.environ.get("ROCKSTAR_TEST_WS_SETTINGS", "{}")))

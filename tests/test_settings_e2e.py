@@ -12,7 +12,7 @@ from tests.client import connect, refusal_status
 
 @pytest.fixture
 def close_mode_server(server_factory):
-    return server_factory(env={"ROCKSTAR_TEST_WS_JSON": json.dumps({
+    return server_factory(env={"ROCKSTAR_TEST_WS_SETTINGS": json.dumps({
         "REFUSAL_MODE": "close",
         "MIDDLEWARE": ["tests.testapp.ws_routes.global_mw"],
     })})

@@ -20,7 +20,7 @@ from rockstar_ws.context import Context, Headers, Request
 from rockstar_ws.errors import ImproperlyConfigured
 from rockstar_ws.models import Tenant, TenantHost
 from rockstar_ws.routing import Route
-from rockstar_ws.tenants import TenantConnectionLimit, TenantInfo, TenantResolver
+from rockstar_ws.tenants import TenantInfo, TenantResolver
 
 
 async def _handler(ctx: Any, conn: Any) -> None:
@@ -194,9 +194,8 @@ def test_install_turns_tenancy_on_and_off():
     assert not server.tenancy_enabled
     tenants.install(server, lambda host: None)
     assert server.tenancy_enabled
-    assert sum(isinstance(a, TenantConnectionLimit) for a in server.admission) == 1
     tenants.install(server, lambda host: None)
-    assert sum(isinstance(a, TenantConnectionLimit) for a in server.admission) == 1
+    assert server.tenancy_enabled
     with override_settings(ROCKSTAR_WS={"TENANT_RESOLVER": None}):
         tenants.install(server)
     assert not server.tenancy_enabled
@@ -318,24 +317,6 @@ def test_tenant_overrides_reach_the_route_upgrader_only_for_that_tenant():
     route = plain.route
     tenants.apply_tenant_settings(plain)
     assert plain.route is route
-
-
-async def test_tenant_connection_limit_per_process():
-    limit = TenantConnectionLimit()
-    ctx = make_ctx(tenant=TenantInfo("t", max_connections=2))
-    r1, r2 = await limit(ctx), await limit(ctx)
-    with pytest.raises(Deny) as denied:
-        await limit(ctx)
-    assert denied.value.status == 429
-    await r1()
-    await r1()  # idempotent
-    r3 = await limit(ctx)
-    assert limit.counts == {"t": 2}
-    await r2()
-    await r3()
-    assert limit.counts == {}
-    assert await limit(make_ctx(tenant=TenantInfo("u"))) is None
-    assert await limit(make_ctx(tenant=None)) is None
 
 
 # -- admin -----------------------------------------------------------------------------------------

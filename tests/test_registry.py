@@ -1,0 +1,138 @@
+"""Unit tests of the registry's settings and bookkeeping (the behaviour is proven end to end in test_live.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from io import StringIO
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.test import override_settings
+
+from rockstar_ws import Deny, WebSocketServer
+from rockstar_ws.context import Context, Request
+from rockstar_ws.registry import LocalRegistry, RedisRegistry, get_registry, redis_url_from_settings
+from rockstar_ws.routing import Route
+
+REDIS_LAYER = "channels_redis.core.RedisChannelLayer"
+
+
+@pytest.mark.parametrize("hosts, url", [
+    (["redis://h:1/2"], "redis://h:1/2"),
+    ([("h", 1)], "redis://h:1"),
+    ([{"address": "redis://h:3/0"}], "redis://h:3/0"),
+])
+def test_redis_url_defaults_to_the_channel_layers_host(hosts, url):
+    layers = {"default": {"BACKEND": REDIS_LAYER, "CONFIG": {"hosts": hosts}}}
+    with override_settings(CHANNEL_LAYERS=layers):
+        assert redis_url_from_settings() == url
+        assert isinstance(get_registry(), RedisRegistry)
+        with override_settings(ROCKSTAR_WS={"REGISTRY_REDIS_URL": ""}):
+            assert redis_url_from_settings() == ""
+            assert type(get_registry()) is LocalRegistry
+
+
+def test_in_memory_layer_means_local_registry():
+    with override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}):
+        assert redis_url_from_settings() == ""
+
+
+def test_ttl_must_outlast_two_heartbeats():
+    with pytest.raises(ImproperlyConfigured, match="REGISTRY_TTL"):
+        RedisRegistry("redis://localhost", heartbeat=5, ttl=8)
+
+
+def _ctx(server: WebSocketServer, remote: str = "10.0.0.1:5000") -> Context:
+    request = Request(path="/ws/x", host="example.com", remote_addr=remote, local_addr="", headers=None)  # type: ignore[arg-type]
+    return Context(request, {"user": None}, server, Route(path="/ws/x", handler=_handler))
+
+
+async def _handler(ctx, conn):
+    pass
+
+
+async def test_release_is_idempotent_and_limits_apply():
+    registry = LocalRegistry("test:1")
+    server = WebSocketServer(name="unit")
+    registry.install(server)
+    registry.install(server)
+    assert server.admission == [registry.admit]
+    with override_settings(ROCKSTAR_WS={"MAX_CONNECTIONS_PER_IP": 1}):
+        release = await registry.admit(_ctx(server))
+        with pytest.raises(Deny) as refused:
+            await registry.admit(_ctx(server, "10.0.0.1:5001"))
+        assert refused.value.status == 429 and refused.value.reason == "too many connections from this address"
+        other = await registry.admit(_ctx(server, "10.0.0.2:5000"))
+        snap = await registry.snapshot(records=True)
+        assert snap["total"] == 2 and snap["by_ip"] == {"10.0.0.1": 1, "10.0.0.2": 1}
+        assert snap["by_route"] == {"/ws/x": 2} and len(snap["connections"]) == 2
+        await release()
+        await release()
+        await other()
+    assert registry.total == 0 and dict(registry.counts) == {} and registry.records == {}
+    assert registry.limited["ip"] == 1
+    registry.uninstall(server)
+    assert server.admission == []
+
+
+def test_ws_connections_says_when_it_sees_only_its_own_process():
+    out = StringIO()
+    with override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}):
+        call_command("ws_connections", stdout=out)
+    assert "Local view only" in out.getvalue() and "0 live connection(s) in this process" in out.getvalue()
+
+
+def test_system_check_names_bad_limit_and_heartbeat_settings():
+    from rockstar_ws.registry import check_registry
+
+    with override_settings(ROCKSTAR_WS={"MAX_CONNECTIONS_PER_IP": -1, "REGISTRY_TTL": 4.0}):
+        ids = sorted(e.id for e in check_registry())
+    assert ids == ["rockstar_ws.E101", "rockstar_ws.E102"]
+    assert check_registry() == []
+
+
+async def _admit_all(registries, n: int) -> tuple[list, int]:
+    server = WebSocketServer(name="burst")
+
+    async def one(i: int):
+        try:
+            return await registries[i % len(registries)].admit(_ctx(server, f"10.9.9.9:{i}"))
+        except Deny as deny:
+            assert deny.status == 429
+            return None
+    results = await asyncio.gather(*[one(i) for i in range(n)])
+    admitted = [r for r in results if r is not None]
+    return admitted, n - len(admitted)
+
+
+async def test_limits_hold_under_a_concurrent_burst_across_two_registries(redis_url):
+    """Check and increment are one Lua script: two processes racing for the last places never overshoot."""
+    prefix = f"rockstar-test-{uuid.uuid4().hex[:12]}:live:"
+    a = RedisRegistry(redis_url, prefix=prefix, process="host-a:1")
+    b = RedisRegistry(redis_url, prefix=prefix, process="host-b:2")
+    try:
+        with override_settings(ROCKSTAR_WS={"MAX_CONNECTIONS_PER_IP": 5, "MAX_CONNECTIONS": 4}):
+            admitted, refused = await _admit_all([a, b], 30)
+            assert (len(admitted), refused) == (5, 25)
+            snap = await a.snapshot()
+            assert snap["mode"] == "cluster" and snap["total"] == 5 and snap["by_ip"] == {"10.9.9.9": 5}
+            for release in admitted:
+                await release()
+            assert (await b.snapshot())["total"] == 0
+            # The per-process limit counts handshakes still waiting for Redis.
+            before = a.limited["process"]
+            admitted, refused = await _admit_all([a], 10)
+            assert len(admitted) == 4 and a.limited["process"] - before == 6
+            for release in admitted:
+                await release()
+    finally:
+        await a.close()
+        await b.close()
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+        for key in client.scan_iter(f"{prefix}*"):
+            client.delete(key)
+        client.close()
