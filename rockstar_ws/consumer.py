@@ -34,6 +34,7 @@ from .guard import new_guard
 from .messages import BinaryMessage, CloseCode, TextMessage
 from .refusals import refuse
 from .routing import normalize_host
+from .shutdown import watch_daphne_shutdown
 from .upgrader import effective_upgrader
 
 if TYPE_CHECKING:
@@ -165,6 +166,8 @@ class RockstarConsumer(AsyncConsumer):
         server._opened(conn)
         if conn._guard is not None:
             conn._guard.start()
+        if self.bridge.name == "daphne":
+            watch_daphne_shutdown(server)
         listener = None
         layer = server.channel_layer
         if layer is not None and server.per_connection_channel:
