@@ -38,7 +38,8 @@ class ConnectionGuard:
     """Rate limit, idle timer and write limits of one connection."""
 
     __slots__ = ("conn", "bucket", "policy", "idle", "last", "timer", "warned_at", "dropped",
-                 "write_timeout", "buffer_limit", "bridge", "_blocking_send", "_closing")
+                 "write_timeout", "buffer_limit", "bridge", "_blocking_send", "_closing", "_write_started",
+                 "_writer", "_write_timer", "_write_expired")
 
     def __init__(self, conn: WebSocketConnection, upgrader: Upgrader, bridge: ServerBridge) -> None:
         self.conn = conn
@@ -57,6 +58,10 @@ class ConnectionGuard:
         self._blocking_send = bridge.name != "daphne"
         self.write_timeout = float(upgrader.write_timeout or 0) if self._blocking_send else 0.0
         self.buffer_limit = int(upgrader.write_buffer_limit or 0)
+        self._write_started = 0.0
+        self._writer: asyncio.Task[Any] | None = None
+        self._write_timer: asyncio.TimerHandle | None = None
+        self._write_expired = False
 
     @property
     def watches_messages(self) -> bool:
@@ -121,14 +126,38 @@ class ConnectionGuard:
         limit = self.buffer_limit
         if limit and self.bridge.buffered_bytes() > limit:
             await self._fail(f"more than {limit} bytes unsent")
-        if self.write_timeout:
-            try:
-                async with asyncio.timeout(self.write_timeout):
-                    await self.conn._send(message)
-            except TimeoutError:
-                await self._fail(f"a write waited {self.write_timeout:g}s")
-        else:
+        if not self.write_timeout:
             await self.conn._send(message)
+            return
+        # A timer per write (asyncio.timeout) costs ~9 us; instead one watchdog per connection
+        # looks at the write in progress once per WRITE_TIMEOUT and re-arms itself.
+        self._write_started = time.monotonic()
+        self._writer = asyncio.current_task()
+        if self._write_timer is None:
+            self._write_timer = asyncio.get_running_loop().call_later(self.write_timeout, self._watch_write)
+        try:
+            await self.conn._send(message)
+        except asyncio.CancelledError:
+            if not self._write_expired:
+                raise
+            self._writer.uncancel()  # type: ignore[union-attr]
+            await self._fail(f"a write waited {self.write_timeout:g}s")
+        finally:
+            self._write_started = 0.0
+
+    def _watch_write(self) -> None:
+        started = self._write_started
+        if not started or self.conn.closed:
+            self._write_timer = None
+            return
+        waited = time.monotonic() - started
+        if waited < self.write_timeout:
+            self._write_timer = asyncio.get_running_loop().call_later(self.write_timeout - waited, self._watch_write)
+            return
+        self._write_timer = None
+        if self._writer is not None and not self._writer.done():
+            self._write_expired = True
+            self._writer.cancel()
 
     async def _fail(self, why: str) -> None:
         conn = self.conn
