@@ -466,6 +466,15 @@ async def test_invalid_json_closes_1007(target):
         assert await wait_event(target, "json:closed:1007")
 
 
+async def test_invalid_json_to_a_sync_handler_closes_1007(target):
+    async with steady(target):
+        async with connect(target, "/ws/p/sync-json") as ws:
+            await ws.send("[1, 2]")
+            assert json.loads(await ws.recv()) == {"got": [1, 2]}
+            await ws.send(b"\xff not json")
+            assert await closed_with(ws) == 1007
+
+
 async def test_json_nested_too_deep_closes_1007(target):
     async with steady(target):
         async with connect(target, "/ws/p/json") as ws:

@@ -94,3 +94,12 @@ async def sleeper(ctx: Context, conn: WebSocketConnection) -> None:
     record("sleeper:open")
     await conn.write_message(TextMessage, "ready")
     await asyncio.sleep(3600)
+
+
+def sync_json(ctx: Context, conn) -> None:
+    """A plain def handler: read_json() works on the SyncConnection too."""
+    while True:
+        conn.write_json({"got": conn.read_json()})
+
+
+ws.register_route("/ws/p/sync-json", sync_json)
