@@ -541,8 +541,9 @@ async def test_read_timeout_leaves_the_connection_open(target):
 
 
 async def test_client_that_stops_answering_pings_is_dropped(target):
-    """A raw client completes the handshake, then never reads nor answers: daphne's ping
-    (--ping-interval 1 --ping-timeout 2 on this server) drops it."""
+    """A half-open connection: a raw client completes the handshake, then never reads nor
+    answers, as a peer that vanished without a FIN. daphne's ping (--ping-interval 1
+    --ping-timeout 2 on this server) drops it and the live count goes back down."""
     async with steady(target):
         raw = await RawClient.upgrade(target, "/ws/echo")
         assert raw.status == 101
