@@ -65,6 +65,8 @@ class HandshakeRateLimiter:
         self.rate = float(rate)
         self.burst = int(burst)
         self.exempt = frozenset(exempt)
+        #: The settings this limiter was built from (the server rebuilds it when they change).
+        self.settings: tuple[object, ...] = ()
         self.buckets: dict[str, TokenBucket] = {}
         self._prune_every = prune_every
         self._checks = 0

@@ -231,11 +231,12 @@ class WebSocketServer:
         rate, burst, exempt = ws_settings.HANDSHAKE_RATE, ws_settings.HANDSHAKE_BURST, ws_settings.HANDSHAKE_RATE_EXEMPT
         if not rate:
             return
-        limiter = self.__dict__.get("_handshake_limiter")
-        if limiter is None or (limiter.rate, limiter.burst, limiter.exempt) != (rate, burst, frozenset(exempt)):
+        limiter = getattr(self, "_handshake_limiter", None)
+        if limiter is None or limiter.settings != (rate, burst, exempt):  # new, or settings changed
             from .ratelimit import HandshakeRateLimiter
 
-            limiter = self.__dict__["_handshake_limiter"] = HandshakeRateLimiter(rate, burst, exempt)
+            limiter = self._handshake_limiter = HandshakeRateLimiter(rate, burst, exempt)
+            limiter.settings = (rate, burst, exempt)
         limiter.check(ctx.request.remote_ip)
 
     def new_rate_limiter(self, conn: WebSocketConnection | None = None) -> Any:
