@@ -205,9 +205,14 @@ def effective_upgrader(route: Route | None, server_upgrader: Upgrader) -> Upgrad
     route_upgrader = route.options.get("upgrader") if route is not None else None
     if route_upgrader is None:
         return base
+    if isinstance(route_upgrader, dict):  # from ROCKSTAR_WS["ROUTES"]: {"options": {"upgrader": {...}}}
+        try:
+            route_upgrader = route.options["upgrader"] = Upgrader(**route_upgrader)
+        except TypeError as exc:
+            raise ImproperlyConfigured(f"The upgrader option of {route.label}: {exc}") from exc
     if not isinstance(route_upgrader, Upgrader):
-        raise ImproperlyConfigured(f"The upgrader option of {route.label} must be an Upgrader, "
-                                   f"not {type(route_upgrader).__name__}")
+        raise ImproperlyConfigured(f"The upgrader option of {route.label} must be an Upgrader or a dict "
+                                   f"of its fields, not {type(route_upgrader).__name__}")
     return route_upgrader.over(base)
 
 

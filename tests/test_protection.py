@@ -95,9 +95,22 @@ def test_bad_upgrader_values_are_errors():
         Upgrader(rate_limit_policy="ban")
     with pytest.raises(ImproperlyConfigured, match="max_message_size"):
         Upgrader(max_message_size=-1)
-    route = Route(path="/ws", handler=_handler, options={"upgrader": {"max_message_size": 1}})
+    route = Route(path="/ws", handler=_handler, options={"upgrader": 5})
     with pytest.raises(ImproperlyConfigured, match="must be an Upgrader"):
         effective_upgrader(route, Upgrader())
+    route = Route(path="/ws", handler=_handler, options={"upgrader": {"max_mesage_size": 1}})
+    with pytest.raises(ImproperlyConfigured, match="max_mesage_size"):
+        effective_upgrader(route, Upgrader())
+
+
+def test_settings_routes_take_an_upgrader_dict():
+    from rockstar_ws.loading import load_settings_routes
+
+    server = WebSocketServer()
+    load_settings_routes(server, [{"path": "/ws/s", "handler": "demo_project.demo.ws_routes.echo",
+                                   "options": {"upgrader": {"max_message_size": 64, "message_rate": 2}}}])
+    u = effective_upgrader(server.routes.find("", "/ws/s")[0], server.upgrader)
+    assert (u.max_message_size, u.message_rate, u.message_burst) == (64, 2, 200)
 
 
 @pytest.mark.parametrize(("origin", "ok"), [
