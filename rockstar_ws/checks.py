@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import Error, Info, Warning, register
 
 from .conf import ws_settings
 
@@ -53,3 +53,72 @@ def check_auth(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             errors.append(Error(f"ROCKSTAR_WS[{key!r}] must be a non-empty string or None, not {value!r}.",
                                 id="rockstar_ws.E012"))
     return errors
+
+
+# -- protection (docs/protection.md) --------------------------------------------------------
+_NUMERIC_LIMITS = ("MAX_MESSAGE_SIZE", "MESSAGE_RATE", "MESSAGE_BURST", "HANDSHAKE_RATE", "HANDSHAKE_BURST",
+                   "IDLE_TIMEOUT", "WRITE_TIMEOUT", "WRITE_BUFFER_LIMIT")
+DAPHNE_MAX_MESSAGE_SIZE = 1024 * 1024
+
+
+def _allows_every_origin() -> str | None:
+    allowed = ws_settings.ALLOWED_ORIGINS
+    if allowed is not None:
+        return "ROCKSTAR_WS['ALLOWED_ORIGINS']" if "*" in allowed else None
+    return "ALLOWED_HOSTS (ALLOWED_ORIGINS is not set)" if "*" in settings.ALLOWED_HOSTS else None
+
+
+@register("rockstar_ws", "security")
+def check_protection(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Dangerous protection settings: every origin with session auth, query tokens in
+    production, limits switched off, limits the ASGI server overrides."""
+    try:
+        _ = ws_settings.user_settings
+    except Exception:
+        return []  # reported as rockstar_ws.E001
+    out: list[Any] = []
+    for name in _NUMERIC_LIMITS:
+        value = getattr(ws_settings, name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            out.append(Error(f"ROCKSTAR_WS['{name}'] is {value!r}", hint="Use a number >= 0 (0 switches it off).",
+                             id="rockstar_ws.E201"))
+    from .upgrader import RATE_LIMIT_POLICIES
+
+    if ws_settings.RATE_LIMIT_POLICY not in RATE_LIMIT_POLICIES:
+        out.append(Error(f"ROCKSTAR_WS['RATE_LIMIT_POLICY'] is {ws_settings.RATE_LIMIT_POLICY!r}",
+                         hint=f"Use one of {', '.join(RATE_LIMIT_POLICIES)}.", id="rockstar_ws.E202"))
+    if out:
+        return out
+    every = _allows_every_origin()
+    if every and ws_settings.CHECK_ORIGIN is None:
+        session_on = bool(ws_settings.AUTH_SESSION)
+        session_mw = "django.contrib.sessions.middleware.SessionMiddleware" in (settings.MIDDLEWARE or ())
+        if session_on or session_mw:
+            why = "ROCKSTAR_WS['AUTH_SESSION']" if session_on else "SessionMiddleware"
+            out.append(Error(
+                f"{every} admits every origin while browsers authenticate with a session cookie ({why}): "
+                "any web site can open a WebSocket as your logged-in users (cross-site WebSocket hijacking).",
+                hint="List your sites in ROCKSTAR_WS['ALLOWED_ORIGINS'] (e.g. ['https://app.example.com']).",
+                id="rockstar_ws.E203"))
+    if ws_settings.AUTH_QUERY_PARAM and not settings.DEBUG:
+        out.append(Warning(
+            f"ROCKSTAR_WS['AUTH_QUERY_PARAM'] is {ws_settings.AUTH_QUERY_PARAM!r}: tokens are accepted in the "
+            "query string while DEBUG is False: "
+            "tokens end up in proxy access logs and browser history.",
+            hint="Send tokens in the Authorization header or a subprotocol, and set AUTH_QUERY_PARAM to None.",
+            id="rockstar_ws.W201"))
+    off = [n for n in ("MAX_MESSAGE_SIZE", "MESSAGE_RATE", "HANDSHAKE_RATE") if not getattr(ws_settings, n)]
+    if not (ws_settings.WRITE_TIMEOUT or ws_settings.WRITE_BUFFER_LIMIT):
+        off.append("WRITE_TIMEOUT and WRITE_BUFFER_LIMIT")
+    if off and not settings.DEBUG:
+        out.append(Warning(
+            f"Protection limits are switched off: {', '.join(off)}. One client can then exhaust the process.",
+            hint="Keep the defaults (docs/protection.md) or set limits that fit your traffic.",
+            id="rockstar_ws.W202"))
+    if ws_settings.MAX_MESSAGE_SIZE == 0 or ws_settings.MAX_MESSAGE_SIZE > DAPHNE_MAX_MESSAGE_SIZE:
+        out.append(Info(
+            f"ROCKSTAR_WS['MAX_MESSAGE_SIZE'] is {ws_settings.MAX_MESSAGE_SIZE}: daphne still refuses messages "
+            f"over {DAPHNE_MAX_MESSAGE_SIZE} bytes (1009) unless started with --websocket-max-message-size "
+            "and --websocket-max-frame-size.",
+            id="rockstar_ws.I201"))
+    return out

@@ -75,6 +75,24 @@ _TABLE: dict[str, tuple[Any, str]] = {
     # -- broadcast groups (docs/broadcast.md) --
 
     # -- protection (docs/protection.md) --
+    "CHECK_ORIGIN": (None, "Import string of a `check_origin(ctx) -> bool` for every route; None: same host, "
+                           "or a host in ALLOWED_ORIGINS."),
+    "ALLOWED_ORIGINS": (None, "Origins browsers may connect from: host patterns as in ALLOWED_HOSTS "
+                              "('.example.com') or full origins ('https://app.example.com'); None: ALLOWED_HOSTS."),
+    "ALLOW_MISSING_ORIGIN": (True, "Admit handshakes without an Origin header (non-browser clients); False refuses them with 403."),
+    "MAX_MESSAGE_SIZE": (1048576, "Largest client message in bytes (UTF-8 for text); a larger one closes with 1009. 0: no limit."),
+    "MESSAGE_RATE": (100.0, "Messages per second a connection may send on average (token bucket); 0: no limit."),
+    "MESSAGE_BURST": (200, "Messages a connection may send at once above MESSAGE_RATE (the bucket's size)."),
+    "RATE_LIMIT_POLICY": ("close", "Over MESSAGE_RATE: 'close' (1008), 'close-4429' (4429), or 'drop' "
+                                   "(the message is dropped and the client gets a JSON warning, at most one a second)."),
+    "HANDSHAKE_RATE": (20.0, "New handshakes per second per client IP, per process (token bucket); over it: 429. 0: no limit."),
+    "HANDSHAKE_BURST": (50, "Handshakes one IP may open at once above HANDSHAKE_RATE."),
+    "HANDSHAKE_RATE_EXEMPT": (["127.0.0.1", "::1"], "Client IPs the handshake rate does not apply to (a local proxy, health checks)."),
+    "IDLE_TIMEOUT": (0.0, "Seconds without a message from the client before the server closes with 4408; 0: never."),
+    "WRITE_TIMEOUT": (10.0, "Seconds a write may wait for a client that does not read (servers whose send blocks, "
+                            "e.g. uvicorn); then it fails and the connection closes with 1013. 0: wait forever."),
+    "WRITE_BUFFER_LIMIT": (1048576, "Bytes the server may hold unsent for one client (daphne, whose send never blocks); "
+                                    "a write above it fails and closes with 1013. 0: no limit."),
 }
 
 DEFAULTS: dict[str, Any] = {k: v[0] for k, v in _TABLE.items()}

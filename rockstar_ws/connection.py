@@ -38,7 +38,7 @@ class WebSocketConnection:
     """
 
     __slots__ = ("ctx", "_send", "_bridge", "_inbox", "_inbox_size", "_waiter", "_state", "close_code",
-                 "close_reason", "channel_name", "subprotocol", "groups", "_on_close", "__weakref__")
+                 "close_reason", "channel_name", "subprotocol", "groups", "_on_close", "_guard", "__weakref__")
 
     def __init__(self, ctx: Context, send: Callable[[dict[str, Any]], Awaitable[None]],
                  *, inbox_size: int = 256, bridge: ServerBridge | None = None) -> None:
@@ -58,6 +58,8 @@ class WebSocketConnection:
         #: Names of the broadcast groups this connection is a member of.
         self.groups: set[str] = set()
         self._on_close: list[Callable[[WebSocketConnection], Any]] = []
+        #: Write limits, rate limit and idle timer (rockstar_ws.guard); None when all are off.
+        self._guard: Any = None
 
     # -- facts ---------------------------------------------------------------------------
     @property
@@ -142,18 +144,23 @@ class WebSocketConnection:
         if message_type == TextMessage:
             if not isinstance(data, str):
                 data = bytes(data).decode("utf-8")
-            await self._send({"type": "websocket.send", "text": data})
+            message = {"type": "websocket.send", "text": data}
         elif message_type == BinaryMessage:
             if isinstance(data, str):
                 data = data.encode("utf-8")
-            await self._send({"type": "websocket.send", "bytes": bytes(data)})
+            message = {"type": "websocket.send", "bytes": bytes(data)}
         elif message_type == MessageType.CLOSE:
             await self.close()
+            return
         elif message_type in (MessageType.PING, MessageType.PONG):
             raise ValueError("Ping and pong frames are sent by the ASGI server (see its ping interval); "
                              "ASGI applications cannot send them")
         else:
             raise ValueError(f"Unknown message type {message_type!r}: use TextMessage (1) or BinaryMessage (2)")
+        if self._guard is None:
+            await self._send(message)
+        else:  # a client that does not read makes the write fail (1013) instead of hang
+            await self._guard.send(message)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection. Idempotent: closing a closed connection does nothing."""
@@ -183,6 +190,27 @@ class WebSocketConnection:
     async def send_bytes(self, data: bytes) -> None:
         """Shortcut for ``write_message(BinaryMessage, data)``."""
         await self.write_message(BinaryMessage, data)
+
+    async def read_json(self, timeout: float | None = None, *, max_size: int | None = None) -> Any:
+        """Read one message (text, or UTF-8 binary) and parse it as JSON.
+
+        A message over ``max_size`` bytes (the upgrader's ``max_message_size`` is enforced
+        anyway) closes the connection with 1009; a message that is not JSON (or nests deeper than
+        Python can parse) closes it with 1007, the RFC's "invalid payload data". Both then raise
+        :class:`ConnectionClosed`, so ``while True: await conn.read_json()`` ends quietly.
+        Raises :class:`TimeoutError` like :meth:`read_message`.
+        """
+        _type, data = await self.read_message(timeout)
+        if max_size is not None:
+            size = len(data.encode("utf-8")) if isinstance(data, str) else len(data)
+            if size > max_size:
+                await self.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
+                raise ConnectionClosed(CloseCode.MESSAGE_TOO_BIG, "message too big")
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError):
+            await self.close(CloseCode.INVALID_PAYLOAD, "invalid JSON")
+            raise ConnectionClosed(CloseCode.INVALID_PAYLOAD, "invalid JSON") from None
 
     async def write_json(self, value: Any) -> None:
         """Send ``value`` as one JSON text message."""

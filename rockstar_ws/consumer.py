@@ -31,9 +31,12 @@ from .conf import ws_settings
 from .connection import CLOSED, OPEN, SyncConnection, WebSocketConnection
 from .context import Context, Request
 from .errors import ConnectionClosed, Deny
+from .guard import new_guard
 from .messages import BinaryMessage, CloseCode, TextMessage
 from .refusals import refuse
 from .routing import normalize_host
+from .shutdown import watch_daphne_shutdown
+from .upgrader import effective_upgrader
 
 if TYPE_CHECKING:
     from .server import WebSocketServer
@@ -156,6 +159,7 @@ class RockstarConsumer(AsyncConsumer):
         conn = WebSocketConnection(ctx, self.base_send, inbox_size=ws_settings.INBOX_SIZE, bridge=self.bridge)
         ctx.connection = conn
         self.conn = conn
+        conn._guard = new_guard(conn, ctx.upgrader or effective_upgrader(route, server.upgrader), self.bridge)
         accept: dict[str, Any] = {"type": "websocket.accept"}
         if ctx.subprotocol:
             accept["subprotocol"] = ctx.subprotocol
@@ -164,6 +168,10 @@ class RockstarConsumer(AsyncConsumer):
         self.accepted = True
         conn._state = OPEN
         server._opened(conn)
+        if conn._guard is not None:
+            conn._guard.start()
+        if self.bridge.name == "daphne":
+            watch_daphne_shutdown(server)
         listener = None
         layer = server.channel_layer
         if layer is not None and server.per_connection_channel:
@@ -198,6 +206,11 @@ class RockstarConsumer(AsyncConsumer):
                     pass
                 if handler.done():
                     await self._handler_finished(handler, conn)
+        except asyncio.CancelledError:
+            # The server is shutting down (daphne cancels every application on SIGTERM): tell
+            # the client with 1001 rather than letting the process drop the TCP connection.
+            await conn.close(CloseCode.GOING_AWAY, "server shutting down")
+            raise
         finally:
             for task in (handler, pump, listener):
                 if task is not None and not task.done():
@@ -223,8 +236,8 @@ class RockstarConsumer(AsyncConsumer):
         """The hot path: client messages into the connection's inbox until the client goes."""
         receive = self._receive
         feed = conn._feed
-        max_size = (conn.ctx.route.options.get("upgrader") or self.server.upgrader).max_message_size
-        limiter = self.server.new_rate_limiter()
+        max_size = conn.ctx.upgrader.max_message_size if conn.ctx.upgrader else self.server.max_message_size
+        limiter = self.server.new_rate_limiter(conn)
         control = self.control  # token refresh (auth.TokenGuard); None on most connections
         while True:
             message = await receive()

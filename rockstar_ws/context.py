@@ -137,7 +137,7 @@ class Context:
     """
 
     __slots__ = ("request", "user", "tenant", "scope", "server", "route", "state", "connection",
-                 "subprotocol", "_done")
+                 "subprotocol", "upgrader", "_done")
 
     def __init__(self, request: Request, scope: Mapping[str, Any], server: WebSocketServer,
                  route: Route) -> None:
@@ -151,6 +151,8 @@ class Context:
         self.connection: WebSocketConnection | None = None
         #: The subprotocol the server accepts with (None: none). Auth may set it.
         self.subprotocol: str | None = None
+        #: The limits of this connection: route upgrader over server upgrader over settings.
+        self.upgrader: Any = None
         self._done: asyncio.Event | None = None
 
     @property

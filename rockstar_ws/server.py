@@ -21,7 +21,7 @@ from .conf import ws_settings
 from .consumer import RockstarConsumer
 from .routing import Handler, Middleware, Route, RouteTable
 from .stats import Stats
-from .upgrader import Upgrader
+from .upgrader import Upgrader, effective_upgrader
 
 if TYPE_CHECKING:
     from .auth import AuthManager
@@ -172,9 +172,11 @@ class WebSocketServer:
 
         Raises :class:`Deny`. Returns a coroutine function to call when the connection ends.
         """
+        self.check_handshake_rate(ctx)
+        ctx.upgrader = effective_upgrader(ctx.route, self.upgrader)
         if ctx.tenant is not None:
             tenants.apply_tenant_settings(ctx)
-        upgrader = ctx.route.options.get("upgrader") or self.upgrader
+        upgrader = ctx.upgrader
         upgrader.check(ctx)
         if ctx.route.authenticated:
             await self.auth_manager.authenticate(ctx)
@@ -233,18 +235,40 @@ class WebSocketServer:
 
     @property
     def max_message_size(self) -> int:
-        """The upgrader's message size limit in bytes (0: none)."""
-        return self.upgrader.max_message_size
+        """The upgrader's message size limit in bytes (0: none), settings included."""
+        return effective_upgrader(None, self.upgrader).max_message_size or 0
 
-    def new_rate_limiter(self) -> Any:
-        """A per-connection message rate limiter, or None when rate limiting is off."""
-        return None
+    # -- protection (docs/protection.md) ----------------------------------------------------
+    def check_handshake_rate(self, ctx: Context) -> None:
+        """Count a handshake against its client IP's bucket (per process); ``Deny(429)`` over it."""
+        rate, burst, exempt = ws_settings.HANDSHAKE_RATE, ws_settings.HANDSHAKE_BURST, ws_settings.HANDSHAKE_RATE_EXEMPT
+        if not rate:
+            return
+        limiter = getattr(self, "_handshake_limiter", None)
+        if limiter is None or limiter.settings != (rate, burst, exempt):  # new, or settings changed
+            from .ratelimit import HandshakeRateLimiter
+
+            limiter = self._handshake_limiter = HandshakeRateLimiter(rate, burst, exempt)
+            limiter.settings = (rate, burst, exempt)
+        limiter.check(ctx.request.remote_ip)
+
+    def new_rate_limiter(self, conn: WebSocketConnection | None = None) -> Any:
+        """The connection's guard when the pump must see each message (rate limit or idle
+        timeout), else None. It is ``conn._guard``, which also guards writes."""
+        guard = conn._guard if conn is not None else None
+        return guard if guard is not None and guard.watches_messages else None
 
     async def on_rate_limited(self, conn: WebSocketConnection) -> bool:
-        """Called when a connection exceeds its message rate; True drops the message."""
+        """Called when a connection exceeds its message rate; True drops the message.
+
+        The policy is the upgrader's ``rate_limit_policy``: close with 1008 or 4429, or drop the
+        message and warn the client (see docs/protection.md)."""
         self.stats.rate_limited()
-        await conn.close(1008, "rate limit exceeded")
-        return True
+        guard = conn._guard
+        if guard is None:
+            await conn.close(1008, "rate limit exceeded")
+            return True
+        return await guard.rate_limited()
 
     async def on_channel_message(self, conn: WebSocketConnection, message: dict[str, Any]) -> None:
         """A channel-layer message of a type rockstar_ws does not know; logged and ignored."""

@@ -23,7 +23,6 @@ client, a custom resolver's own data).
 from __future__ import annotations
 
 import asyncio
-import copy
 import inspect
 import logging
 import time
@@ -343,33 +342,18 @@ def invalidate() -> None:
 
 
 # -- handshake steps (called by server.handshake) ----------------------------------------------
-_derived_routes: dict[tuple[int, str, tuple[tuple[str, Any], ...]], Any] = {}
-
-
 def apply_tenant_settings(ctx: Context) -> None:
     """Give the handshake the tenant's upgrader overrides (origins, message size).
 
-    The route is swapped for a cached copy whose ``upgrader`` option carries the overrides, so
-    the origin check and the message-size limit read them where they read the route's own.
+    They replace fields of ``ctx.upgrader`` (the route's limits over the server's and the
+    settings'), which the origin check and the message-size limit read.
     """
     tenant: TenantInfo | None = ctx.tenant
     if tenant is None or not tenant.settings:
         return
     changes = {k: v for k, v in tenant.settings.items() if k in _UPGRADER_KEYS}
-    if not changes:
-        return
-    route = ctx.route
-    key = (id(route), tenant.identifier, tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
-                                                      for k, v in changes.items())))
-    derived = _derived_routes.get(key)
-    if derived is None:
-        base = route.options.get("upgrader") or ctx.server.upgrader
-        derived = copy.copy(route)
-        derived.options = {**route.options, "upgrader": base.replace(**changes), "_tenant_base_route": route}
-        if len(_derived_routes) > 10_000:
-            _derived_routes.clear()
-        _derived_routes[key] = derived
-    ctx.route = derived
+    if changes:
+        ctx.upgrader = ctx.upgrader.replace(**changes)
 
 
 def check_tenant_binding(ctx: Context) -> None:

@@ -302,21 +302,19 @@ def test_cross_tenant_scopes_as_a_string_fails_closed():
         tenants.check_tenant_binding(ctx)
 
 
-def test_tenant_overrides_reach_the_route_upgrader_only_for_that_tenant():
+def test_tenant_overrides_reach_the_connection_upgrader_only_for_that_tenant():
+    from rockstar_ws.upgrader import effective_upgrader
+
     ctx = make_ctx(tenant=TenantInfo("t", settings={"max_message_size": 8, "allowed_origins": ["https://a.com"]}))
-    original = ctx.route
+    ctx.upgrader = base = effective_upgrader(ctx.route, ctx.server.upgrader)
     tenants.apply_tenant_settings(ctx)
-    up = ctx.route.options["upgrader"]
+    up = ctx.upgrader
     assert (up.max_message_size, list(up.allowed_origins)) == (8, ["https://a.com"])
-    assert "upgrader" not in original.options and ctx.route.handler is original.handler
-    again = make_ctx(tenant=TenantInfo("t", settings={"max_message_size": 8, "allowed_origins": ["https://a.com"]}))
-    again.route = original
-    tenants.apply_tenant_settings(again)
-    assert again.route is ctx.route  # cached per route and tenant
+    assert base.max_message_size != 8 and "upgrader" not in ctx.route.options  # nothing shared was changed
     plain = make_ctx(tenant=TenantInfo("u"))
-    route = plain.route
+    plain.upgrader = base
     tenants.apply_tenant_settings(plain)
-    assert plain.route is route
+    assert plain.upgrader is base
 
 
 # -- admin -----------------------------------------------------------------------------------------

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ProtectAppConfig(AppConfig):
+    name = "tests.protectapp"
+    label = "protectapp"
