@@ -1,6 +1,7 @@
 """The ceiling: a bare ``websockets`` asyncio echo server, no Django, no ASGI.
 
-``python -m bench.bare_websockets PORT``. Compression off (the client never offers it anyway).
+``python -m bench.bare_websockets PORT``. Compression off (the client never offers it anyway),
+on uvloop when it is installed (as uvicorn runs), so it is the fastest plain-Python echo here.
 """
 
 import asyncio
@@ -20,4 +21,9 @@ async def main(port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvicorn[standard] brings it
+        asyncio.run(main(int(sys.argv[1])))
+    else:
+        uvloop.run(main(int(sys.argv[1])))

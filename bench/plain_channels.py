@@ -38,12 +38,15 @@ class GroupConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code):
         await self.channel_layer.group_discard(self.group, self.channel_name)
 
-    async def receive(self, text_data=None, bytes_data=None):
-        # A sender's message goes to the whole group (the plain group_send baseline).
-        await self.channel_layer.group_send(self.group, {"type": "bench.message", "text": text_data})
-
     async def bench_message(self, event):
         await self.send(text_data=event["text"])
+
+
+class GroupSendConsumer(AsyncWebsocketConsumer):
+    """Broadcast sender: each message it receives goes to the ``bench`` group with group_send."""
+
+    async def receive(self, text_data=None, bytes_data=None):
+        await self.channel_layer.group_send(GroupConsumer.group, {"type": "bench.message", "text": text_data})
 
 
 application = ProtocolTypeRouter({
@@ -51,5 +54,6 @@ application = ProtocolTypeRouter({
     "websocket": URLRouter([
         path("bench/echo", EchoConsumer.as_asgi()),
         path("bench/group", GroupConsumer.as_asgi()),
+        path("bench/group-send", GroupSendConsumer.as_asgi()),
     ]),
 })
