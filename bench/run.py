@@ -5,7 +5,7 @@ Brings every server up itself on loopback (subprocesses on free ports, server pi
 client to CPU 1 on a 2-core machine), drives it with bench/loadgen.py, repeats each row and keeps
 the median, prints a table of figures and ratios with PASS/MISS against the targets, and writes
 docs/benchmarks.md (between its GENERATED markers), docs/benchmarks.png and
-bench/results/last.json. See docs/benchmarks.md for what each row measures.
+bench/results/last.json (all figures). See docs/benchmarks.md for what each row measures.
 
 Adding a row once a feature lands is a few lines: a ``Server`` in ``SERVERS`` (an ASGI app and
 its settings through ``BENCH_ROCKSTAR_WS``) and a ``Row`` in ``ROWS`` (drop its ``pending``),
@@ -630,6 +630,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", default="", help="comma-separated sections to run (echo,handshakes,memory)")
     p.add_argument("--no-pin", action="store_true", help="do not pin the server to CPU 0 and clients to CPU 1")
     p.add_argument("--out", type=Path, default=ROOT / "docs", help="where benchmarks.md/.png go (default docs/)")
+    p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "last.json",
+                   help="every figure as JSON (default bench/results/last.json)")
     p.add_argument("--no-docs", action="store_true", help="print the table only")
     a = p.parse_args(argv)
     q = a.quick
@@ -685,9 +687,8 @@ def main(argv: list[str] | None = None) -> int:
         body += table(results, a)
         body += ["", "![benchmarks](benchmarks.png)"]
         print("\n".join(body))
-        out = ROOT / "bench" / "results"
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "last.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(a).items()},
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(a).items()},
                                                    "machine": mach, "versions": vers, "results": results},
                                                   indent=1))
         if not a.no_docs:
