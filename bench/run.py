@@ -418,6 +418,51 @@ def measure_broadcast(rows: list[Row], ctx: Ctx) -> dict[str, list[dict[str, Any
     return runs
 
 
+def profile(key: str, ctx: Ctx) -> None:
+    """Run one echo or handshake row under py-spy and print where the server's CPU goes."""
+    row = next((r for r in ROWS if r.key == key and not r.pending and r.mode in ("echo", "handshake")), None)
+    if row is None:
+        raise SystemExit(f"--profile takes an echo or handshake row: "
+                         f"{', '.join(r.key for r in ROWS if r.mode in ('echo', 'handshake') and not r.pending)}")
+    spy_bin = shutil.which("py-spy", path=str(BIN)) or shutil.which("py-spy")
+    if spy_bin is None:
+        raise SystemExit("--profile needs py-spy: pip install py-spy")
+    a = ctx.args
+    raw = ctx.log_dir / "profile.txt"
+    with servers([row.server], ctx) as procs:
+        srv = procs[row.server]
+        job = ({"mode": "echo", "url": srv.url(row.path), "conns": a.conns, "size": a.size} if row.mode == "echo"
+               else {"mode": "handshake", "url": srv.url(row.path), "concurrency": a.hs_concurrency})
+        job.update(duration=a.duration, warmup=a.warmup)
+        spy = subprocess.Popen([spy_bin, "record", "-p", str(srv.proc.pid), "-d", str(int(a.duration + a.warmup + 1)),
+                                "-r", "200", "-f", "raw", "-o", str(raw)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        r = client(job, ctx, srv)
+        _, err = spy.communicate()
+    if not raw.exists():
+        raise SystemExit(f"py-spy failed (ptrace allowed?): {err[-500:]}")
+    from collections import Counter
+
+    by_pkg: Counter[str] = Counter()
+    stacks: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        frames = stack.split(";")
+        total += int(n)
+        leaf = frames[-1]
+        where = leaf[leaf.find("(") + 1:].split("/")[0].split(".py")[0] if "(" in leaf else "?"
+        by_pkg[where] += int(n)
+        stacks[" <- ".join(f.split(" (")[0] for f in reversed(frames[-6:]))] += int(n)
+    print(f"{row.label}: {r['rate']:,.0f}/s, server CPU {fmt_pct(r['server_cpu'])}; {total} samples, all threads")
+    print("Samples by the package of the running frame:")
+    for pkg, n in by_pkg.most_common(12):
+        print(f"  {n / total:6.1%}  {pkg}")
+    print("Hottest stacks (innermost first):")
+    for st, n in stacks.most_common(8):
+        print(f"  {n / total:6.1%}  {st}")
+
+
 # -- setup: database, token, machine -----------------------------------------------------------
 def setup_django(var: Path, env: dict[str, str]) -> Callable[[], str] | None:
     """Migrate the bench database, create the bench user; return a SimpleJWT token minter."""
@@ -628,6 +673,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bc-messages", type=int, help="broadcast messages, 20 ms apart; default 100, quick 25")
     p.add_argument("--bc-drain", type=float, default=30.0, help="seconds to wait for late deliveries (default 30)")
     p.add_argument("--only", default="", help="comma-separated sections to run (echo,handshakes,memory)")
+    p.add_argument("--profile", metavar="ROW", help="profile one echo/handshake row's server with py-spy "
+                   "(e.g. echo-rockstar-daphne) instead of running the benchmark")
     p.add_argument("--no-pin", action="store_true", help="do not pin the server to CPU 0 and clients to CPU 1")
     p.add_argument("--out", type=Path, default=ROOT / "docs", help="where benchmarks.md/.png go (default docs/)")
     p.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "last.json",
@@ -657,6 +704,12 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Ctx(a, env, var, {0} if pin else None, {1} if pin else None)
     sections = set(a.only.split(",")) if a.only else {ECHO, HANDSHAKE, MEMORY, BROADCAST}
     print(f"rockstar_ws benchmark ({'quick' if a.quick else 'full'}): logs in {var}", flush=True)
+    if a.profile:
+        try:
+            profile(a.profile, ctx)
+        finally:
+            shutil.rmtree(var, ignore_errors=True)
+        return 0
     try:
         ctx.token = setup_django(var, env)
         results: dict[str, dict[str, Any]] = {}
