@@ -285,9 +285,10 @@ class Ctx:
 def auth_job(row: Row, srv: ServerProc, ctx: Ctx) -> dict[str, Any] | None:
     """Connection options for an authenticated row, or None when the branch cannot validate tokens.
 
-    Tries the usual ways to present an access token (query ``token``, ``Authorization: Bearer``,
-    the ``bearer`` subprotocol) with a fresh SimpleJWT ``AccessToken``; the first that the server
-    accepts is used for the whole row.
+    Tries the usual ways to present an access token (query ``token`` or ``access_token``,
+    ``Authorization: Bearer``, subprotocols ``bearer, <token>``, ``access_token, <token>`` or
+    ``bearer.<token>``) with a fresh SimpleJWT ``AccessToken``; the first that the server accepts
+    is used for the whole row (add a way here if rockstar_ws.auth takes the token differently).
     """
     if ctx.token is None:
         return None
@@ -296,6 +297,9 @@ def auth_job(row: Row, srv: ServerProc, ctx: Ctx) -> dict[str, Any] | None:
         {"url": srv.url(f"{row.path}?token={token}")},
         {"url": srv.url(row.path), "connect": {"additional_headers": {"Authorization": f"Bearer {token}"}}},
         {"url": srv.url(row.path), "connect": {"subprotocols": ["bearer", token]}},
+        {"url": srv.url(f"{row.path}?access_token={token}")},
+        {"url": srv.url(row.path), "connect": {"subprotocols": ["access_token", token]}},
+        {"url": srv.url(row.path), "connect": {"subprotocols": [f"bearer.{token}"]}},
     ]
     import asyncio
 
@@ -761,7 +765,7 @@ def main(argv: list[str] | None = None) -> int:
                 results[row.key] = median_of(runs[row.key])
             elif row.auth:
                 results[row.key] = {"skipped": "not available on this branch: rockstar_ws.auth refused a valid "
-                                               "SimpleJWT access token (query token, Bearer header, subprotocol)"}
+                                               "SimpleJWT access token (query token, Bearer header, subprotocols)"}
         bc = [r for r in ROWS if r.section == BROADCAST and BROADCAST in sections and not r.pending]
         for key, reps in measure_broadcast(bc, ctx).items():
             results[key] = median_of(reps) if reps else {"skipped": "Redis is not reachable on 127.0.0.1:6379"}
