@@ -248,8 +248,9 @@ def servers(names: list[str], ctx: Ctx) -> Iterator[dict[str, ServerProc]]:
 
 def client(job: dict[str, Any], ctx: Ctx, server: ServerProc | None = None) -> dict[str, Any]:
     """Run one loadgen job; the server's CPU is sampled at the job's MARK start/stop lines."""
+    err_file = tempfile.TemporaryFile(mode="w+", dir=ctx.log_dir)  # a file: a chatty client never blocks
     proc = subprocess.Popen([PY, "-m", "bench.loadgen", json.dumps(job)], cwd=ROOT, env=ctx.env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdout=subprocess.PIPE, stderr=err_file, text=True,
                             preexec_fn=_preexec(ctx.client_cpus))
     cpu0 = t0 = None
     server_cpu = None
@@ -262,8 +263,11 @@ def client(job: dict[str, Any], ctx: Ctx, server: ServerProc | None = None) -> d
             server_cpu = (server.cpu() - cpu0) / (time.monotonic() - t0)
         elif line.startswith("{"):
             result = json.loads(line)
-    err = proc.stderr.read() if proc.stderr else ""
-    if proc.wait() != 0 or not result:
+    proc.wait()
+    err_file.seek(0)
+    err = err_file.read()
+    err_file.close()
+    if proc.returncode != 0 or not result:
         raise RuntimeError(f"loadgen {job['mode']} failed ({proc.returncode}): {err[-2000:]}")
     result["server_cpu"] = server_cpu
     return result
