@@ -504,8 +504,7 @@ def machine() -> dict[str, Any]:
                 model = line.split(":", 1)[1].strip()
                 break
     return {"cores": os.cpu_count(), "cpu": model or platform.processor(),
-            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1), "os": platform.platform(),
-            "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
+            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1), "os": platform.platform()}
 
 
 def versions() -> dict[str, str]:
@@ -543,6 +542,10 @@ def fmt_ms(x: float | None) -> str:
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The median of each figure over the repetitions (each figure on its own)."""
     out: dict[str, Any] = {"reps": len(runs), "all_rates": [round(r["rate"], 1) for r in runs]}
+    if all((r.get("server_cpu") or 0) > 0.05 for r in runs):
+        # Work per second of server CPU: steadier than the rate when other work takes CPU time.
+        out["all_per_cpu"] = [round(r["rate"] / r["server_cpu"], 1) for r in runs]
+        out["per_cpu"] = statistics.median(out["all_per_cpu"])
     for k in ("rate", "p50", "p99", "server_cpu", "client_cpu", "errors", "lost"):
         vals = [r[k] for r in runs if r.get(k) is not None]
         if vals:
@@ -567,11 +570,18 @@ def base_of(row: Row, results: dict[str, dict[str, Any]]) -> tuple[str, float] |
     return None if ratio is None else (base, ratio)
 
 
+def per_cpu_note(r: dict[str, Any], b: dict[str, Any]) -> str:
+    """`` (1.23 per server CPU-second)`` when both rows have CPU readings, else ``""``."""
+    ratio = ratio_of(r, b, "per_cpu")
+    return "" if ratio is None else f" ({ratio:.2f} per server CPU-second)"
+
+
 def ratio_of(r: dict[str, Any], b: dict[str, Any], metric: str) -> float | None:
     """``r / b`` for ``metric``: for rates, the median of the per-repetition ratios (in each
     repetition the two rows ran seconds apart, so a slow minute on the machine hits both)."""
-    ra, rb = r.get("all_rates") or [], b.get("all_rates") or []
-    if metric == "rate" and len(ra) == len(rb) > 1 and all(rb):
+    key = {"rate": "all_rates", "per_cpu": "all_per_cpu"}.get(metric, "")
+    ra, rb = r.get(key) or [], b.get(key) or []
+    if key and len(ra) == len(rb) > 1 and all(rb):
         return statistics.median(x / y for x, y in zip(ra, rb, strict=True))
     if r.get(metric) is None or not b.get(metric):
         return None
@@ -587,7 +597,7 @@ def judge(t: Target, results: dict[str, dict[str, Any]]) -> tuple[str, str]:
     ratio = ratio_of(r, b, t.metric)
     assert ratio is not None
     ok = (t.at_least is None or ratio >= t.at_least) and (t.at_most is None or ratio <= t.at_most)
-    detail = f"ratio {ratio:.2f}"
+    detail = f"ratio {ratio:.2f}" + (per_cpu_note(r, b) if t.metric == "rate" else "")
     if t.extra is not None:
         extra = t.extra(r)
         if extra:
@@ -600,9 +610,9 @@ def table(results: dict[str, dict[str, Any]], a: argparse.Namespace) -> list[str
     lines: list[str] = []
     sections = [
         (ECHO, f"Echo: {a.conns} connections, {a.size}-byte text messages, closed loop, {a.duration:g} s x {a.reps}",
-         ["round trips/s", "p50 ms", "p99 ms", "server CPU", "client CPU", "ratio"]),
+         ["round trips/s", "p50 ms", "p99 ms", "server CPU", "client CPU", "per server CPU-s", "ratio"]),
         (HANDSHAKE, f"Handshakes: open + close, {a.hs_concurrency} at a time, {a.duration:g} s x {a.reps}",
-         ["handshakes/s", "p50 ms", "p99 ms", "server CPU", "client CPU", "ratio"]),
+         ["handshakes/s", "p50 ms", "p99 ms", "server CPU", "client CPU", "per server CPU-s", "ratio"]),
         (MEMORY, f"Memory: {a.hold} idle connections held, RSS of the server process",
          ["RSS before MiB", "RSS after MiB", "KiB per connection", "held", "failed", "ratio"]),
         (BROADCAST, f"Broadcast: {a.bc_receivers} receivers, {a.bc_messages} messages 20 ms apart, x {a.reps}",
@@ -620,6 +630,8 @@ def table(results: dict[str, dict[str, Any]], a: argparse.Namespace) -> list[str
                 continue
             rb = base_of(row, results)
             ratio = f"{rb[1]:.2f} of {label_of[rb[0]]}" if rb else ""
+            if rb and section in (ECHO, HANDSHAKE):
+                ratio += per_cpu_note(res, results[rb[0]])
             if section == MEMORY:
                 cells = [f"{res['rss_before'] / 2**20:.1f}", f"{res['rss_after'] / 2**20:.1f}",
                          f"{res['per_conn'] / 1024:.1f}" if res.get("per_conn") else "-", str(res["held"]),
@@ -633,7 +645,8 @@ def table(results: dict[str, dict[str, Any]], a: argparse.Namespace) -> list[str
                 rates = res.get("all_rates") or []
                 spread = f" ({min(rates):,.0f}-{max(rates):,.0f})" if len(rates) > 1 else ""
                 cells = [f"{res['rate']:,.0f}{spread}{bound}", fmt_ms(res.get("p50")), fmt_ms(res.get("p99")),
-                         fmt_pct(res.get("server_cpu")), fmt_pct(res.get("client_cpu")), ratio]
+                         fmt_pct(res.get("server_cpu")), fmt_pct(res.get("client_cpu")),
+                         f"{res['per_cpu']:,.0f}" if res.get("per_cpu") else "-", ratio]
             lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
     lines += ["", f"Figures are medians of {a.reps} repetition(s), each figure on its own; the range of the "
               f"repetitions' rates is in brackets. A ratio is the median of the per-repetition ratios (both rows ran "
@@ -641,7 +654,9 @@ def table(results: dict[str, dict[str, Any]], a: argparse.Namespace) -> list[str
               f"and by the client process during the measured window (under 100% on both sides means other "
               f"work on the machine took the rest). ‡: the client used {CLIENT_BOUND:.0%} of its core or "
               f"{CLIENT_SHARE:.0%} of the server's CPU or more: the row is (or on a quiet machine would be) "
-              f"limited by the client, so the server's real figure is higher."]
+              f"limited by the client, so the server's real figure is higher. \"per server CPU-s\": round trips or "
+              f"handshakes per second of server CPU time (median over the repetitions), steadier than the "
+              f"rate when other work takes CPU time; ratios of it are in brackets."]
     lines += ["", "### Targets (ratios between rows of this run)", "", "| target | result | detail |",
               "| --- | --- | --- |"]
     for t in TARGETS:
@@ -738,6 +753,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parse(argv)
     _raise_nofile()
     started = dt.datetime.now(dt.UTC)
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     cores = os.cpu_count() or 1
     pin = not a.no_pin and cores >= 2
     var = Path(tempfile.mkdtemp(prefix="rockstar-bench-"))
@@ -783,7 +799,7 @@ def main(argv: list[str] | None = None) -> int:
         header = [f"Run: {started:%Y-%m-%d %H:%M} UTC, `{' '.join(['bench/run.py', *(argv or sys.argv[1:])])}`, "
                   f"{(dt.datetime.now(dt.UTC) - started).total_seconds():.0f} s.",
                   f"Machine: {mach['cores']} cores ({mach['cpu']}), {mach['memory_gib']} GiB, {mach['os']}; "
-                  f"load average at start {mach['loadavg_at_start']}, at the end "
+                  f"load average at start {load_at_start}, at the end "
                   f"{[round(x, 2) for x in os.getloadavg()]} (other work shares these cores). "
                   + ("Server pinned to CPU 0, client processes to CPU 1." if pin else "No CPU pinning."),
                   "Versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()) + "."]
