@@ -684,6 +684,7 @@ def plot(results: dict[str, dict[str, Any]], path: Path) -> None:
                   "#4c72b0" if "plain" in r.key else "#8c8c8c" for r in rows]
         bars = ax.barh(labels, values, color=colors)
         ax.bar_label(bars, labels=[f"{v:,.0f}" if v >= 100 else f"{v:.1f}" for v in values], fontsize=8)
+        ax.margins(x=0.15)
         ax.invert_yaxis()
         ax.set_title(title)
         ax.tick_params(axis="y", labelsize=8)
