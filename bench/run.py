@@ -763,6 +763,9 @@ def main(argv: list[str] | None = None) -> int:
     env.pop("ROCKSTAR_DB", None)
     ctx = Ctx(a, env, var, {0} if pin else None, {1} if pin else None)
     sections = set(a.only.split(",")) if a.only else {ECHO, HANDSHAKE, MEMORY, BROADCAST}
+    unknown = sections - {ECHO, HANDSHAKE, MEMORY, BROADCAST}
+    if unknown:
+        raise SystemExit(f"--only: unknown section(s) {sorted(unknown)}; use echo, handshakes, memory, broadcast")
     print(f"rockstar_ws benchmark ({'quick' if a.quick else 'full'}): logs in {var}", flush=True)
     if a.from_json:
         saved = json.loads(a.from_json.read_text())
