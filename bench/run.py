@@ -740,6 +740,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="re-render the table, doc and plot from a saved run (--json) without measuring")
     p.add_argument("--no-docs", action="store_true", help="print the table only")
     a = p.parse_args(argv)
+    unknown = set(filter(None, a.only.split(","))) - {ECHO, HANDSHAKE, MEMORY, BROADCAST}
+    if unknown:
+        p.error(f"--only: unknown section(s) {sorted(unknown)}; use echo, handshakes, memory, broadcast")
     q = a.quick
     a.reps = a.reps or (1 if q else 3)
     a.duration = a.duration or (2.0 if q else 5.0)
@@ -763,9 +766,6 @@ def main(argv: list[str] | None = None) -> int:
     env.pop("ROCKSTAR_DB", None)
     ctx = Ctx(a, env, var, {0} if pin else None, {1} if pin else None)
     sections = set(a.only.split(",")) if a.only else {ECHO, HANDSHAKE, MEMORY, BROADCAST}
-    unknown = sections - {ECHO, HANDSHAKE, MEMORY, BROADCAST}
-    if unknown:
-        raise SystemExit(f"--only: unknown section(s) {sorted(unknown)}; use echo, handshakes, memory, broadcast")
     print(f"rockstar_ws benchmark ({'quick' if a.quick else 'full'}): logs in {var}", flush=True)
     if a.from_json:
         saved = json.loads(a.from_json.read_text())
