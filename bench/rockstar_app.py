@@ -1,0 +1,48 @@
+"""rockstar_ws under test: the default server with the benchmark's routes.
+
+Same settings (bench.settings) and the same ASGI wrapping as bench/plain_channels.py.
+Routes: ``/bench/echo`` (the reference's echo), ``/bench/echo-mw3`` (the same echo behind a
+chain of three pass-through middleware), ``/bench/private`` (the echo on an authenticated route).
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter  # noqa: E402
+
+from rockstar_ws import Context, WebSocketConnection  # noqa: E402
+from rockstar_ws import default_server as ws  # noqa: E402
+
+
+async def echo(ctx: Context, conn: WebSocketConnection) -> None:
+    """The reference's echo: text and binary come back with their type."""
+    while True:
+        message_type, data = await conn.read_message()
+        await conn.write_message(message_type, data)
+
+
+async def passthrough(ctx: Context, next):
+    """A middleware that does nothing but call the next one (what the chain itself costs)."""
+    return await next(ctx)
+
+
+async def passthrough2(ctx: Context, next):
+    return await next(ctx)
+
+
+async def passthrough3(ctx: Context, next):
+    return await next(ctx)
+
+
+ws.register_route("/bench/echo", echo)
+ws.register_route("/bench/echo-mw3", echo, [passthrough, passthrough2, passthrough3])
+ws.register_authenticated_route("/bench/private", echo)
+
+application = ProtocolTypeRouter({
+    "http": django_asgi_app,
+    "websocket": ws,
+})
