@@ -28,3 +28,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             hint="Add CHANNEL_LAYERS (channels_redis.core.RedisChannelLayer for several processes).",
             id="rockstar_ws.W001"))
     return errors
+
+
+@register("rockstar_ws")
+def check_group_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Broadcast group settings (docs/broadcast.md)."""
+    try:
+        overflow = ws_settings.GROUP_OVERFLOW
+    except Exception:  # unknown keys are reported by check_settings
+        return []
+    if overflow not in ("close", "drop"):
+        return [Error(f"ROCKSTAR_WS['GROUP_OVERFLOW'] is {overflow!r}", hint="Use 'close' or 'drop'.",
+                      id="rockstar_ws.E060")]
+    return []

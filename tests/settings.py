@@ -10,3 +10,9 @@ ROCKSTAR_WS = {
     "HANDLER_CLOSE_TIMEOUT": float(os.environ.get("ROCKSTAR_TEST_HANDLER_CLOSE_TIMEOUT", "2")),
 }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Extra ROCKSTAR_WS keys for one server process, as JSON (tests that start their own servers).
+if os.environ.get("ROCKSTAR_TEST_WS"):
+    import json
+
+    ROCKSTAR_WS.update(json.loads(os.environ["ROCKSTAR_TEST_WS"]))

@@ -6,4 +6,5 @@ from . import views
 
 urlpatterns = [
     path("", views.index, name="demo-index"),
+    path("chat/<slug:room>/", views.chat_room, name="demo-chat"),
 ]

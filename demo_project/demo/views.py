@@ -7,3 +7,8 @@ from django.shortcuts import render
 def index(request: HttpRequest) -> HttpResponse:
     """The demo's start page: what to try, and a tiny echo client."""
     return render(request, "demo/index.html")
+
+
+def chat_room(request: HttpRequest, room: str) -> HttpResponse:
+    """The browser client of the chat room ``room`` (WebSocket ``/ws/rooms/<room>``)."""
+    return render(request, "demo/chat.html", {"room": room})

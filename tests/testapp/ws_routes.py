@@ -183,3 +183,5 @@ async def returns_at_once(ctx: Context, conn: WebSocketConnection) -> None:
 
 ws.register_route("/ws/test/returns", returns_at_once)
 ws.register_authenticated_route("/ws/test/private", small_echo, allowed_scopes=["chat:write"])
+
+from . import ws_group_routes  # noqa: E402, F401  (broadcast-group test routes)
