@@ -303,6 +303,9 @@ class GroupHub:
         validate_group_name(group)
         msg = _ws_message(message_type, data)
         delivered = await self._deliver(group, msg, _exclusions(exclude))
+        # Let the server flush sockets between broadcasts: a handler broadcasting in a tight loop
+        # would otherwise pile every message into daphne's buffers before any is sent.
+        await asyncio.sleep(0)
         if self.layer is not None:
             if self.node_channel is None:
                 await self._start_node()
@@ -369,7 +372,8 @@ class GroupHub:
                     continue
                 try:
                     await send(queue.popleft())
-                except Exception:
+                except Exception as exc:  # the client is gone; its close follows
+                    logger.debug("writing a broadcast to %s failed: %r", conn, exc)
                     return
         finally:
             queue.clear()
@@ -515,6 +519,7 @@ class GroupHub:
                 for item in message.get("items") or ():
                     self.stats["received"] += 1
                     await self._deliver(group, _from_payload(item), None)
+                    await asyncio.sleep(0)
             except Exception:
                 logger.exception("delivering a broadcast from another process to group %r failed", group)
 
@@ -605,14 +610,22 @@ class GroupHub:
             self._dirty_counts |= groups
             raise
 
-    async def cluster_size(self, group: str) -> int:
+    async def cluster_size(self, group: str, *, strict: bool = False) -> int:
         """Members of ``group`` in every process (this one's live count plus the others' last
-        reports). Raises :class:`BroadcastError` when the layer cannot be read."""
+        reports). When the layer cannot be read: this process's count and a warning in the log
+        (``strict=True``: :class:`BroadcastError`)."""
         validate_group_name(group)
         local = self.local_size(group)
         if not self._counts:
             return local
-        others = await read_counts(self.layer, layer_group_name(self.server.name, group), skip=self.node_channel)
+        try:
+            others = await read_counts(self.layer, layer_group_name(self.server.name, group),
+                                       skip=self.node_channel)
+        except BroadcastError as exc:
+            if strict:
+                raise
+            logger.warning("%s; counting this process's members only", exc)
+            return local
         return local + others
 
     # -- health ----------------------------------------------------------------------------
@@ -722,19 +735,25 @@ async def broadcast(server: WebSocketServer, group: str, message_type: int, data
     return 0
 
 
-async def group_size(server: WebSocketServer, group: str) -> int:
+async def group_size(server: WebSocketServer, group: str, *, strict: bool = False) -> int:
     """``server.group_size()``: members in every process."""
-    hub = current_hub(server) or getattr(server, "_group_hub", None)
-    if hub is not None and hub.loop is not asyncio.get_running_loop():
-        if not hub.loop.is_running():
-            hub = None
-    if hub is not None and hub.loop is not asyncio.get_running_loop():
-        fut = asyncio.run_coroutine_threadsafe(hub.cluster_size(group), hub.loop)
+    hub: GroupHub | None = getattr(server, "_group_hub", None)
+    loop = asyncio.get_running_loop()
+    if hub is not None and hub.loop is not loop and not (hub.loop.is_running() and not hub.loop.is_closed()):
+        hub = None
+    if hub is not None and hub.loop is not loop:  # another thread of a server process
+        fut = asyncio.run_coroutine_threadsafe(hub.cluster_size(group, strict=strict), hub.loop)
         return await asyncio.wrap_future(fut)
     if hub is not None:
-        return await hub.cluster_size(group)
+        return await hub.cluster_size(group, strict=strict)
     validate_group_name(group)
     layer = server.channel_layer
     if not _crosses_processes(layer) or not _counts_backend(layer):
         return 0
-    return await read_counts(layer, layer_group_name(server.name, group))
+    try:
+        return await read_counts(layer, layer_group_name(server.name, group))
+    except BroadcastError as exc:
+        if strict:
+            raise
+        logger.warning("%s; answering 0", exc)
+        return 0

@@ -13,6 +13,10 @@ free connection. Use it in ``CHANNEL_LAYERS`` exactly like ``channels_redis.core
 
 rockstar_ws itself needs few connections per process (one node channel, at most 8 concurrent
 group operations: see docs/broadcast.md); the waiting pool protects the rest of the application.
+
+It also sets a read timeout longer than channels-redis' blocking pop: redis-py 8 reads with a
+default ``socket_timeout`` of 5 s, the same as channels-redis' ``BZPOPMIN`` timeout, so an idle
+receiver fails with ``TimeoutError`` every few seconds and a message popped at that moment is lost.
 """
 
 from __future__ import annotations
@@ -28,10 +32,14 @@ __all__ = ["RedisChannelLayer"]
 class RedisChannelLayer(_RedisChannelLayer):
     """``channels_redis.core.RedisChannelLayer`` with a blocking, bounded connection pool per host."""
 
-    def __init__(self, *args: Any, max_connections: int = 100, pool_timeout: float = 10.0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, max_connections: int = 100, pool_timeout: float = 10.0,
+                 socket_timeout: float = 30.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_connections = max_connections
         self.pool_timeout = pool_timeout
+        if socket_timeout <= self.brpop_timeout:
+            raise ValueError(f"socket_timeout must be longer than the blocking pop ({self.brpop_timeout}s)")
+        self.socket_timeout = socket_timeout
 
     def create_pool(self, index: int) -> Any:
         host = dict(self.hosts[index])
@@ -39,6 +47,8 @@ class RedisChannelLayer(_RedisChannelLayer):
             return super().create_pool(index)
         host.setdefault("max_connections", self.max_connections)
         host.setdefault("timeout", self.pool_timeout)
+        host.setdefault("socket_timeout", self.socket_timeout)
+        host.setdefault("socket_connect_timeout", 5.0)
         if "address" in host:
             return aioredis.BlockingConnectionPool.from_url(host.pop("address"), **host)
         return aioredis.BlockingConnectionPool(**host)

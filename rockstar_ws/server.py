@@ -163,12 +163,13 @@ class WebSocketServer:
 
         return async_to_sync(self.broadcast)(group, message_type, data, exclude, strict=strict)
 
-    async def group_size(self, group: str) -> int:
-        """Members of ``group`` in every process (other processes' counts are at most
-        ``GROUP_REFRESH_INTERVAL`` old, usually a fraction of a second)."""
+    async def group_size(self, group: str, *, strict: bool = False) -> int:
+        """Members of ``group`` in every process (other processes' counts are usually a fraction
+        of a second old). If the channel layer cannot be read: this process's members and a
+        warning in the log (``strict=True`` raises :class:`~rockstar_ws.groups.BroadcastError`)."""
         from . import groups
 
-        return await groups.group_size(self, group)
+        return await groups.group_size(self, group, strict=strict)
 
     def local_group_size(self, group: str) -> int:
         """Members of ``group`` in this process."""

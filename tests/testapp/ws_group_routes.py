@@ -19,7 +19,7 @@ from rockstar_ws.groups import current_hub
 @ws.route("/ws/test/group/<str:group>")
 async def group_driver(ctx: Context, conn: WebSocketConnection) -> None:
     group = ctx.request.path_params["group"]
-    if ctx.request.query.get("join", "1") != "0":
+    if ctx.request.query_param("join", "1") != "0":
         try:
             await conn.join(group)
         except InvalidGroupName as exc:
@@ -55,5 +55,6 @@ async def group_driver(ctx: Context, conn: WebSocketConnection) -> None:
                                    "local": ws.local_group_size(g)})
         elif op == "stats":
             hub = current_hub(ws)
-            await conn.write_json({"reply": "stats", "groups": hub.stats if hub else {},
+            queued = [len(m.queue) for m in hub._members.values()] if hub else []
+            await conn.write_json({"reply": "stats", "groups": hub.stats if hub else {}, "queued": queued,
                                    "closed": {str(k): v for k, v in ws.stats.closed_total.items()}})
