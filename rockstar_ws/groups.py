@@ -655,13 +655,13 @@ async def _close_quietly(conn: WebSocketConnection, code: int, reason: str) -> N
 
 
 def _exclusions(exclude: Any) -> frozenset[Any] | None:
+    from .connection import SyncConnection, WebSocketConnection
+
     if exclude is None:
         return None
-    if hasattr(exclude, "_send"):  # one connection
-        return frozenset((exclude,))
-    if hasattr(exclude, "async_connection"):  # a SyncConnection
-        return frozenset((exclude.async_connection,))
-    return frozenset(getattr(c, "async_connection", c) for c in exclude)
+    if isinstance(exclude, (WebSocketConnection, SyncConnection)):
+        exclude = (exclude,)
+    return frozenset(c.async_connection if isinstance(c, SyncConnection) else c for c in exclude)
 
 
 async def read_counts(layer: Any, lg: str, *, skip: str | None = None) -> int:

@@ -18,11 +18,15 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
+import redis
 from websockets.asyncio.client import connect
 
 from tests.servers import ROOT, ServerProcess
@@ -85,8 +89,6 @@ def main() -> None:
     ap.add_argument("--redis", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     args = ap.parse_args()
     var = Path(tempfile.mkdtemp(prefix="rockstar-latency-"))
-    import subprocess
-    import sys
     env = {"ROCKSTAR_VAR_DIR": str(var), "DJANGO_SETTINGS_MODULE": "demo_project.settings",
            "REDIS_URL": args.redis, "CHANNELS_REDIS_PREFIX": f"lat{uuid.uuid4().hex[:8]}",
            "ROCKSTAR_LOG_LEVEL": "WARNING"}
@@ -98,6 +100,11 @@ def main() -> None:
     finally:
         for s in servers:
             s.stop()
+        shutil.rmtree(var, ignore_errors=True)
+        client = redis.Redis.from_url(args.redis)
+        keys = list(client.scan_iter(match=f"{env['CHANNELS_REDIS_PREFIX']}*"))
+        if keys:
+            client.delete(*keys)
     print(f"daphne x{args.processes} + Redis, {args.receivers} receivers, {args.messages} messages "
           f"{args.interval * 1000:.0f} ms apart:")
     for k, v in result.items():

@@ -234,6 +234,20 @@ async def test_in_memory_group_delivers_once_to_each_member_and_respects_exclude
     await c.close()
 
 
+async def test_sync_handler_joins_and_broadcasts_with_the_sync_twin(daphne):
+    group = f"sync-{uuid.uuid4().hex[:8]}"
+    listener = await member(daphne, group)
+    async with connect(daphne, f"/ws/test/sync-group/{group}") as sync_client:
+        assert json.loads(await sync_client.recv()) == {"reply": "ready"}
+        assert (await listener.ask("size"))["local"] == 2
+        await sync_client.send("from a def handler")
+        assert await listener.take(1) == ["from a def handler"]
+        with pytest.raises(TimeoutError):  # excluded: the sender does not get its own message
+            await asyncio.wait_for(sync_client.recv(), 0.5)
+    assert await eventually(lambda: _size_is(listener, 1))
+    await listener.close()
+
+
 async def test_demo_chat_room_relays_to_every_client_once(daphne):
     async with connect(daphne, "/ws/chat") as one, connect(daphne, "/ws/chat") as two:
         await asyncio.sleep(0.1)

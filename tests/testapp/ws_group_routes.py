@@ -58,3 +58,15 @@ async def group_driver(ctx: Context, conn: WebSocketConnection) -> None:
             queued = [len(m.queue) for m in hub._members.values()] if hub else []
             await conn.write_json({"reply": "stats", "groups": hub.stats if hub else {}, "queued": queued,
                                    "closed": {str(k): v for k, v in ws.stats.closed_total.items()}})
+
+
+def sync_group_driver(ctx: Context, conn) -> None:
+    """A plain ``def`` handler: joins through the SyncConnection, relays with broadcast_sync."""
+    group = ctx.request.path_params["group"]
+    conn.join(group)
+    conn.write_message(TextMessage, json.dumps({"reply": "ready"}))
+    for _t, data in conn:
+        ws.broadcast_sync(group, TextMessage, data, exclude=conn)
+
+
+ws.register_route("/ws/test/sync-group/<str:group>", sync_group_driver)
