@@ -14,6 +14,10 @@ free connection. Use it in ``CHANNEL_LAYERS`` exactly like ``channels_redis.core
 rockstar_ws itself needs few connections per process (one node channel, at most 8 concurrent
 group operations: see docs/broadcast.md); the waiting pool protects the rest of the application.
 
+It retries a command once on a fresh connection when its connection turns out dead: after a
+Redis restart every pooled connection is dead, and without a retry (redis-py's default for pools
+built from a URL) each of them fails one command, e.g. one broadcast, after Redis is back.
+
 It also sets a read timeout longer than channels-redis' blocking pop: redis-py 8 reads with a
 default ``socket_timeout`` of 5 s, the same as channels-redis' ``BZPOPMIN`` timeout, so an idle
 receiver fails with ``TimeoutError`` every few seconds and a message popped at that moment is lost.
@@ -25,6 +29,8 @@ from typing import Any
 
 from channels_redis.core import RedisChannelLayer as _RedisChannelLayer
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 __all__ = ["RedisChannelLayer"]
 
@@ -49,6 +55,7 @@ class RedisChannelLayer(_RedisChannelLayer):
         host.setdefault("timeout", self.pool_timeout)
         host.setdefault("socket_timeout", self.socket_timeout)
         host.setdefault("socket_connect_timeout", 5.0)
+        host.setdefault("retry", Retry(ExponentialBackoff(cap=0.5, base=0.05), 1))
         if "address" in host:
             return aioredis.BlockingConnectionPool.from_url(host.pop("address"), **host)
         return aioredis.BlockingConnectionPool(**host)

@@ -495,20 +495,29 @@ async def test_redis_restart_local_delivery_goes_on_and_cross_process_resumes(se
     assert (await on_a.ask("size"))["local"] == 1
     assert await eventually(lambda: _async("channel layer failed" in a.output()))
     assert "did not reach other processes" in a.output()
+    await on_a.say("strict-during", strict=True)  # the raising variant: local delivery, then the error
+    assert await on_a.take(1) == ["strict-during"]
+    reply = await asyncio.wait_for(on_a.replies.get(), 15)
+    assert reply["reply"] == "error" and "not sent" in reply["error"]
 
     private_redis.start()  # empty: every layer group and count is gone
-    i = 0
+    # Each process re-adds its memberships on its own retry schedule: wait for both directions.
+    i, seen = 0, {"on_a": False, "on_b": False}
 
     async def crossed() -> bool:
         nonlocal i
         i += 1
-        await on_a.say(f"probe-{i}")
+        await on_a.say(f"probe-a-{i}")
+        await on_b.say(f"probe-b-{i}")
         await asyncio.sleep(0.3)
-        return any(x.startswith("probe-") for x in on_b.pending())
-    assert await eventually(crossed, timeout=30, every=0.2), "cross-process delivery did not resume"
-    on_a.pending()
+        seen["on_b"] |= any(x.startswith("probe-a-") for x in on_b.pending())
+        seen["on_a"] |= any(x.startswith("probe-b-") for x in on_a.pending())
+        return seen["on_a"] and seen["on_b"]
+    assert await eventually(crossed, timeout=30, every=0.2), f"cross-process delivery did not resume: {seen}"
+    await asyncio.sleep(0.5)
+    on_a.pending(), on_b.pending()
     await on_b.say("back")
-    assert await on_a.wait_for("back") and await on_b.wait_for("back") == ["back"]
+    assert await on_a.take(1) == ["back"] and await on_b.take(1) == ["back"]
     await asyncio.sleep(0.5)
     assert on_a.pending() == [] and on_b.pending() == []
     await on_a.close()
