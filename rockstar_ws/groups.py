@@ -303,16 +303,18 @@ class GroupHub:
         validate_group_name(group)
         msg = _ws_message(message_type, data)
         delivered = await self._deliver(group, msg, _exclusions(exclude))
-        # Let the server flush sockets between broadcasts: a handler broadcasting in a tight loop
-        # would otherwise pile every message into daphne's buffers before any is sent.
-        await asyncio.sleep(0)
+        done = None
         if self.layer is not None:
             if self.node_channel is None:
                 await self._start_node()
             done = self.loop.create_future() if strict else None
             self._publish(group, _payload(msg), done)
-            if done is not None:
-                await done
+        if done is not None:
+            await done
+        else:
+            # Let the server flush sockets between broadcasts: a handler broadcasting in a tight
+            # loop would otherwise pile every message into daphne's buffers before any is sent.
+            await asyncio.sleep(0)
         return delivered
 
     async def _deliver(self, group: str, msg: dict[str, Any], exclude: frozenset[Any] | None) -> int:
