@@ -197,6 +197,85 @@ def test_overflow_setting_is_checked(settings):
     assert check_group_settings() == []
 
 
+def test_plain_channels_redis_without_a_read_timeout_is_warned_about(settings):
+    from rockstar_ws.checks import check_group_settings
+
+    backend = "channels_redis.core.RedisChannelLayer"
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": backend, "CONFIG": {"hosts": ["redis://x:6379/0"]}}}
+    assert [e.id for e in check_group_settings()] == ["rockstar_ws.W060"]
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": backend, "CONFIG": {
+        "hosts": [{"address": "redis://x:6379/0", "socket_timeout": 30}]}}}
+    assert check_group_settings() == []
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "rockstar_ws.layers.RedisChannelLayer",
+                                           "CONFIG": {"hosts": ["redis://x:6379/0"]}}}
+    assert check_group_settings() == []
+
+
+class _StuckLayer:
+    """A cross-process layer whose group_send waits until released (or fails when told to)."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.fail = False
+        self.sent: list[dict] = []
+
+    async def new_channel(self) -> str:
+        return "node.test!1"
+
+    async def group_add(self, group: str, channel: str) -> None:
+        pass
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        pass
+
+    async def group_send(self, group: str, message: dict) -> None:
+        await self.release.wait()
+        if self.fail:
+            raise ConnectionError("layer down")
+        self.sent.append(message)
+
+    async def receive(self, channel: str) -> dict:
+        await asyncio.Event().wait()
+        return {}
+
+
+async def test_publish_queue_is_bounded_and_layer_failures_are_loud(settings):
+    import logging
+    import types
+
+    from rockstar_ws import BroadcastError, TextMessage
+    from rockstar_ws.groups import GroupHub
+
+    settings.ROCKSTAR_WS = {"GROUP_PUBLISH_QUEUE_SIZE": 3}
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("rockstar_ws.groups").addHandler(handler)
+    layer = _StuckLayer()
+    hub = GroupHub(types.SimpleNamespace(name="default", channel_layer=layer), asyncio.get_running_loop())
+    try:
+        for i in range(10):  # the first is taken by the stuck publisher, 3 wait, 6 are refused
+            assert await hub.broadcast("g", TextMessage, f"m{i}") == 0
+        assert hub.stats["publish_failed"] == 6
+        assert any(r.levelno == logging.ERROR and "did not reach other processes" in r.getMessage()
+                   for r in records)
+        with pytest.raises(BroadcastError, match="not keeping up"):
+            await hub.broadcast("g", TextMessage, "strict", strict=True)
+        layer.release.set()
+        await eventually(lambda: _async(hub.stats["published"] == 4), timeout=5, every=0.01)
+        # the queued ones left in order, the consecutive ones of one group in one layer message
+        assert [item[1] for m in layer.sent for item in m["items"]] == ["m0", "m1", "m2", "m3"]
+        assert len(layer.sent) == 2
+        layer.fail = True
+        with pytest.raises(BroadcastError, match="layer down"):
+            await hub.broadcast("g", TextMessage, "lost", strict=True)
+        assert any("channel layer" in r.getMessage() and "layer down" in r.getMessage() for r in records)
+    finally:
+        logging.getLogger("rockstar_ws.groups").removeHandler(handler)
+        for task in hub._tasks:
+            task.cancel()
+
+
 def test_layer_uses_a_waiting_pool():
     from redis.asyncio import BlockingConnectionPool
 
