@@ -257,7 +257,8 @@ class RockstarConsumer(AsyncConsumer):
                 message = await layer.receive(channel)
                 delay = 0.2
             except Exception as exc:  # e.g. Redis went away: keep the connection, retry with backoff
-                logger.warning("channel-layer receive for %s failed: %r; retrying in %.1fs", conn, exc, delay)
+                (logger.warning if delay == 0.2 else logger.debug)(
+                    "channel-layer receive for %s failed: %r; retrying in %.1fs", conn, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
