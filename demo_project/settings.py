@@ -73,8 +73,10 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # channels-redis with a waiting connection pool (rockstar_ws/layers.py, docs/broadcast.md).
+            "BACKEND": "rockstar_ws.layers.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": os.environ.get("CHANNELS_REDIS_PREFIX", "asgi"),
+                       "capacity": 1000},
         }
     }
 else:

@@ -7,6 +7,7 @@ from .auth import AuthManager
 from .connection import SyncConnection, WebSocketConnection
 from .context import Context, Request
 from .errors import ConnectionClosed, Deny, Reject, RouteConflict
+from .groups import BroadcastError, InvalidGroupName
 from .messages import (
     BinaryMessage,
     CloseCode,
@@ -25,11 +26,13 @@ __version__ = "0.1.0"
 __all__ = [
     "AuthManager",
     "BinaryMessage",
+    "BroadcastError",
     "CloseCode",
     "CloseMessage",
     "ConnectionClosed",
     "Context",
     "Deny",
+    "InvalidGroupName",
     "MessageType",
     "PingMessage",
     "PongMessage",

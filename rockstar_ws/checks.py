@@ -122,3 +122,26 @@ def check_protection(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             "and --websocket-max-frame-size.",
             id="rockstar_ws.I201"))
     return out
+
+
+@register("rockstar_ws")
+def check_group_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Broadcast group settings (docs/broadcast.md)."""
+    try:
+        overflow = ws_settings.GROUP_OVERFLOW
+    except Exception:  # unknown keys are reported by check_settings
+        return []
+    errors: list[Any] = []
+    if overflow not in ("close", "drop"):
+        errors.append(Error(f"ROCKSTAR_WS['GROUP_OVERFLOW'] is {overflow!r}", hint="Use 'close' or 'drop'.",
+                            id="rockstar_ws.E060"))
+    layer = (getattr(settings, "CHANNEL_LAYERS", {}) or {}).get(ws_settings.CHANNEL_LAYER) or {}
+    if layer.get("BACKEND") == "channels_redis.core.RedisChannelLayer":
+        hosts = (layer.get("CONFIG") or {}).get("hosts") or [None]
+        if not all(isinstance(h, dict) and (h.get("socket_timeout") or 0) > 5 for h in hosts):
+            errors.append(Warning(
+                "channels-redis with redis-py's default 5 s socket_timeout: receivers time out during "
+                "channels-redis' 5 s blocking pop, and a message popped at that moment is lost.",
+                hint="Use BACKEND 'rockstar_ws.layers.RedisChannelLayer', or give each host a dict with "
+                     "'socket_timeout': 30 (see docs/broadcast.md).", id="rockstar_ws.W060"))
+    return errors

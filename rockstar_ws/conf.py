@@ -73,6 +73,16 @@ _TABLE: dict[str, tuple[Any, str]] = {
     "LIVE_PAGE_REFRESH": (2.0, "Seconds between the admin 'Live connections' page's updates."),
 
     # -- broadcast groups (docs/broadcast.md) --
+    "GROUP_OVERFLOW": ("close", "What happens to a group member that stops reading once it is over its limit: "
+                                "'close' (close code 1013, try again later) or 'drop' (it misses broadcasts until it catches up)."),
+    "GROUP_QUEUE_SIZE": (1000, "Broadcasts queued for one member on servers whose send waits for the socket (uvicorn); "
+                               "over it, GROUP_OVERFLOW applies."),
+    "GROUP_MAX_BUFFERED_BYTES": (4 * 1024 * 1024, "Bytes daphne may hold unsent for one member before GROUP_OVERFLOW "
+                                                  "applies (daphne buffers without bound otherwise); 0 turns the check off."),
+    "GROUP_REFRESH_INTERVAL": (30.0, "Seconds between re-adds of a process's layer group memberships and member counts; "
+                                     "a process silent for 3 intervals is pruned from the layer groups and counts."),
+    "GROUP_PUBLISH_QUEUE_SIZE": (10000, "Broadcasts waiting for the channel layer in one process; over it (layer down or "
+                                        "too slow) a broadcast stays local and an ERROR is logged."),
 
     # -- protection (docs/protection.md) --
     "CHECK_ORIGIN": (None, "Import string of a `check_origin(ctx) -> bool` for every route; None: same host, "

@@ -182,6 +182,23 @@ class WebSocketConnection:
             except ConnectionClosed:
                 return
 
+    # -- broadcast groups (groups.py) ---------------------------------------------------
+    async def join(self, group: str) -> None:
+        """Join broadcast ``group`` (in every process); left automatically when the connection ends.
+
+        Raises :class:`~rockstar_ws.groups.InvalidGroupName` for a name the channel layer cannot
+        carry, :class:`ConnectionClosed` when the connection has ended.
+        """
+        from .groups import hub_for
+
+        await hub_for(self.ctx.server).join(self, group)
+
+    async def leave(self, group: str) -> None:
+        """Leave broadcast ``group``; no-op when not a member."""
+        from .groups import hub_for
+
+        await hub_for(self.ctx.server).leave(self, group)
+
     # -- helpers -------------------------------------------------------------------------
     async def send_text(self, data: str) -> None:
         """Shortcut for ``write_message(TextMessage, data)``."""

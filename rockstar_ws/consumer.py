@@ -273,8 +273,17 @@ class RockstarConsumer(AsyncConsumer):
 
     async def _listen(self, layer: Any, channel: str, conn: WebSocketConnection) -> None:
         """Messages for this connection arriving through the channel layer."""
+        delay = 0.2
         while conn._state != CLOSED:
-            message = await layer.receive(channel)
+            try:
+                message = await layer.receive(channel)
+                delay = 0.2
+            except Exception as exc:  # e.g. Redis went away: keep the connection, retry with backoff
+                (logger.warning if delay == 0.2 else logger.debug)(
+                    "channel-layer receive for %s failed: %r; retrying in %.1fs", conn, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
             try:
                 kind = message.get("type")
                 if kind == "rockstar.send":

@@ -35,6 +35,7 @@ from django.conf import settings as django_settings
 from django.core.checks import Error, register
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
 
 from .conf import ws_settings
 from .errors import Deny
@@ -375,8 +376,12 @@ class RedisRegistry(LocalRegistry):
         if self._client is None or self._loop is not loop:
             import redis.asyncio as aioredis
 
-            self._client = aioredis.Redis.from_url(
-                self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout)
+            # A burst of handshakes waits for a pooled connection instead of failing with
+            # MaxConnectionsError (redis-py's plain pool raises when it runs out).
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.url, max_connections=32, timeout=self.timeout,
+                socket_timeout=self.timeout, socket_connect_timeout=self.timeout)
+            self._client = aioredis.Redis(connection_pool=pool)
             self._scripts = {name: self._client.register_script(src) for name, src in
                              (("admit", _ADMIT), ("release", _RELEASE), ("heartbeat", _HEARTBEAT),
                               ("resync", _RESYNC), ("snapshot", _SNAPSHOT))}
@@ -550,13 +555,25 @@ def _safe_url(url: str) -> str:
     return url
 
 
+def _is_channels_redis(backend: Any) -> bool:
+    """True for channels-redis layers and their subclasses (rockstar_ws.layers.RedisChannelLayer)."""
+    if "channels_redis" in str(backend):
+        return True
+    try:
+        cls = import_string(backend) if isinstance(backend, str) else backend
+        from channels_redis.core import RedisChannelLayer
+    except ImportError:
+        return False
+    return isinstance(cls, type) and issubclass(cls, RedisChannelLayer)
+
+
 def redis_url_from_settings() -> str:
     """``REGISTRY_REDIS_URL``, or the first host of a channels_redis ``CHANNEL_LAYER``, or ''."""
     url = ws_settings.REGISTRY_REDIS_URL
     if url is not None:
         return str(url)
     layer = (getattr(django_settings, "CHANNEL_LAYERS", {}) or {}).get(ws_settings.CHANNEL_LAYER) or {}
-    if "channels_redis" not in str(layer.get("BACKEND", "")):
+    if not _is_channels_redis(layer.get("BACKEND", "")):
         return ""
     hosts = (layer.get("CONFIG") or {}).get("hosts") or []
     if not hosts:

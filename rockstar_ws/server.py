@@ -143,6 +143,40 @@ class WebSocketServer:
             self._connections.discard(conn)
             self.stats.closed(conn.close_code)
 
+    # -- broadcast groups (groups.py, docs/broadcast.md) ---------------------------------
+    async def broadcast(self, group: str, message_type: int, data: str | bytes, exclude: Any = None,
+                        *, strict: bool = False) -> int:
+        """Send one message to every member of ``group`` in every process, exactly once each.
+
+        ``exclude`` is a connection (or several) to skip, e.g. the sender. Returns how many members
+        in this process were written to. When the channel layer fails, local members still get the
+        message and the failure is logged at ERROR; ``strict=True`` waits for the layer and raises
+        :class:`~rockstar_ws.groups.BroadcastError` instead.
+        """
+        from . import groups
+
+        return await groups.broadcast(self, group, message_type, data, exclude, strict=strict)
+
+    def broadcast_sync(self, group: str, message_type: int, data: str | bytes, exclude: Any = None,
+                       *, strict: bool = False) -> int:
+        """Blocking :meth:`broadcast` for Django views, signals and management commands."""
+        from asgiref.sync import async_to_sync
+
+        return async_to_sync(self.broadcast)(group, message_type, data, exclude, strict=strict)
+
+    async def group_size(self, group: str, *, strict: bool = False) -> int:
+        """Members of ``group`` in every process (other processes' counts are usually a fraction
+        of a second old). If the channel layer cannot be read: this process's members and a
+        warning in the log (``strict=True`` raises :class:`~rockstar_ws.groups.BroadcastError`)."""
+        from . import groups
+
+        return await groups.group_size(self, group, strict=strict)
+
+    def local_group_size(self, group: str) -> int:
+        """Members of ``group`` in this process."""
+        hub = getattr(self, "_group_hub", None)
+        return hub.local_size(group) if hub is not None else 0
+
     # -- what the consumer asks of the server ---------------------------------------------
     @property
     def auth_manager(self) -> AuthManager:

@@ -30,7 +30,7 @@ PROTECT = "tests.protect_settings"
 
 def protect_env(**ws: Any) -> dict[str, str]:
     """Environment of a server process with the protection routes and these ROCKSTAR_WS keys."""
-    return {"DJANGO_SETTINGS_MODULE": PROTECT, "ROCKSTAR_TEST_WS": json.dumps(ws)}
+    return {"DJANGO_SETTINGS_MODULE": PROTECT, "ROCKSTAR_TEST_WS_SETTINGS": json.dumps(ws)}
 
 
 @pytest.fixture(scope="module")

@@ -10,4 +10,5 @@ urlpatterns = [
     path("private/", views.private, name="demo-private"),
     path("api/token/", TokenObtainPairView.as_view(), name="token_obtain_pair"),
     path("api/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
+    path("chat/<slug:room>/", views.chat_room, name="demo-chat"),
 ]

@@ -13,3 +13,8 @@ def private(request: HttpRequest) -> HttpResponse:
     """The browser flow of the Authenticated WebSocket example: log in, get a token from
     /api/token/, open /ws/private with the token as a subprotocol."""
     return render(request, "demo/private.html")
+
+
+def chat_room(request: HttpRequest, room: str) -> HttpResponse:
+    """The browser client of the chat room ``room`` (WebSocket ``/ws/rooms/<room>``)."""
+    return render(request, "demo/chat.html", {"room": room})

@@ -1,6 +1,9 @@
 """The reference's examples, registered on the default server (autodiscovered at start-up)."""
 
-from rockstar_ws import Context, TextMessage, WebSocketConnection
+import json
+from datetime import UTC, datetime
+
+from rockstar_ws import Context, InvalidGroupName, TextMessage, WebSocketConnection
 from rockstar_ws import default_server as ws
 
 from .middleware import ws_logging_middleware
@@ -44,11 +47,52 @@ async def tenant_admin(ctx: Context, conn: WebSocketConnection) -> None:
 ws.register_authenticated_host_route("tenant1.localhost", "/ws/admin", tenant_admin, None, ["admin:access"])
 
 
-# The global /ws/chat (any other host): the lookup order sends tenant hosts to the routes above.
+# Chat Application: the reference's ChatRoom, working and across processes (docs/broadcast.md).
+# The global /ws/chat (any other host; tenant hosts get the routes above) is one room: every
+# message reaches every client of the room, the sender too, in every server process.
 @ws.route("/ws/chat")
 async def chat(ctx: Context, conn: WebSocketConnection) -> None:
+    await conn.join("chat")  # left automatically when the connection ends
     async for message_type, data in conn:
-        await conn.write_message(message_type, data)
+        await ws.broadcast("chat", message_type, data)
+
+
+# Rooms for the browser chat at /chat/<room>/: JSON in ({"name", "text"}), JSON out to the room.
+@ws.route("/ws/rooms/<slug:room>")
+async def chat_room(ctx: Context, conn: WebSocketConnection) -> None:
+    room = ctx.request.path_params["room"]
+    group = f"room.{room}"
+    try:
+        await conn.join(group)
+    except InvalidGroupName:
+        await conn.close(4400, "room name too long")
+        return
+    user = getattr(ctx, "user", None)
+    account = user.get_username() if getattr(user, "is_authenticated", False) else ""
+    await conn.write_json({"type": "welcome", "room": room, "members": await ws.group_size(group)})
+    await _presence(group, "joined")
+    try:
+        async for _message_type, data in conn:
+            text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+            try:
+                body = json.loads(text)
+            except ValueError:
+                body = {"text": text}
+            if not isinstance(body, dict) or not str(body.get("text", "")).strip():
+                continue
+            name = account or str(body.get("name") or "guest").strip()[:40] or "guest"
+            await ws.broadcast(group, TextMessage, json.dumps({
+                "type": "message", "name": name, "text": str(body["text"])[:2000],
+                "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            }))
+    finally:
+        await conn.leave(group)
+        await _presence(group, "left")
+
+
+async def _presence(group: str, event: str) -> None:
+    await ws.broadcast(group, TextMessage, json.dumps({"type": "presence", "event": event,
+                                                       "members": await ws.group_size(group)}))
 
 
 # Authenticated WebSocket: only access tokens with the chat:write scope get in (alice, not bob).

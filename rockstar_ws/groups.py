@@ -1,0 +1,761 @@
+"""Broadcast groups that span every server process, with one channel-layer message per process.
+
+A handler joins a group (``await conn.join("room.lobby")``) and anyone broadcasts to it
+(``await server.broadcast("room.lobby", TextMessage, "hi")``, or ``server.broadcast_sync(...)``
+from Django views, signals and management commands). See docs/broadcast.md.
+
+How a broadcast travels:
+
+* Each server process that has members has one :class:`GroupHub` (per ``WebSocketServer``),
+  created when its first connection joins a group. The hub owns one *node channel*
+  (``layer.new_channel()``) and, for every group that has local members, that channel is the
+  process's single member of the channel-layer group ``rockstar.<server>.<group>``.
+* ``broadcast()`` writes to the local members at once, then hands the message to the hub's
+  publisher, which sends **one** layer message per group to the layer group (so one Redis write
+  per process with members, whatever the number of members). Consecutive messages for the same
+  group that queued up while a send was in flight travel together in one layer message.
+* Every process's receive loop takes messages off its node channel, drops its own (it has
+  delivered them already: exactly once per member) and writes them to its local members.
+* With the in-memory layer (one process) or no layer the layer is skipped entirely.
+
+Slow clients: on daphne, ``send`` never waits (Twisted buffers without bound), so members are
+written directly in order and daphne's buffer for each client is checked against
+``GROUP_MAX_BUFFERED_BYTES``. On other servers ``send`` waits for the socket, so each member gets a
+writer task fed by a queue of at most ``GROUP_QUEUE_SIZE`` messages. Over either limit,
+``GROUP_OVERFLOW`` decides: ``"close"`` (close code 1013) or ``"drop"`` (skip the message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any
+
+from .conf import ws_settings
+from .connection import OPEN
+from .errors import ConnectionClosed
+from .messages import BinaryMessage, CloseCode, TextMessage
+
+if TYPE_CHECKING:
+    from .connection import WebSocketConnection
+    from .server import WebSocketServer
+
+__all__ = [
+    "MAX_GROUP_NAME_LENGTH",
+    "BroadcastError",
+    "GroupHub",
+    "InvalidGroupName",
+    "hub_for",
+    "validate_group_name",
+]
+
+logger = logging.getLogger("rockstar_ws.groups")
+
+#: Longest group name accepted (the channel layer allows 99 characters for the whole layer group).
+MAX_GROUP_NAME_LENGTH = 80
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_LAYER_NAME_LIMIT = 99  # channels' BaseChannelLayer.MAX_NAME_LENGTH is 100, exclusive
+_MESSAGE_TYPE = "rockstar.broadcast"
+_MAX_BATCH = 256  # messages of one group in one layer message
+_REDIS_SLOTS = 8  # concurrent Redis operations of one hub (keeps the pool small under bursts)
+_RETRY_MIN, _RETRY_MAX = 0.2, 5.0
+
+
+class InvalidGroupName(ValueError):
+    """A group name the channel layer cannot carry (characters or length)."""
+
+
+class BroadcastError(RuntimeError):
+    """A broadcast (or a cluster-wide count) could not reach the channel layer.
+
+    Raised only by the strict variants (``strict=True``, :meth:`GroupHub.cluster_size`); the
+    default ``broadcast()`` logs the failure at ERROR level and keeps the caller running.
+    """
+
+
+def validate_group_name(group: str) -> str:
+    """Return ``group`` if it is a valid group name, else raise :class:`InvalidGroupName`.
+
+    Valid: 1 to 80 ASCII letters, digits, hyphens, underscores or periods (what every Channels
+    layer accepts), e.g. ``"room.lobby"`` or ``"user-42"``.
+    """
+    if not isinstance(group, str):
+        raise InvalidGroupName(f"Group name must be a str, not {type(group).__name__}")
+    if not group or len(group) > MAX_GROUP_NAME_LENGTH:
+        raise InvalidGroupName(f"Group name must have 1 to {MAX_GROUP_NAME_LENGTH} characters, "
+                               f"got {len(group)}: {group[:40]!r}")
+    if not _NAME_RE.match(group):
+        raise InvalidGroupName(f"Group name {group!r} may contain only ASCII letters, digits, '-', '_' and '.' "
+                               "(e.g. 'room.lobby'); use a hash or an id for other names")
+    return group
+
+
+def layer_group_name(server_name: str, group: str) -> str:
+    """The channel-layer group a process's node channel joins for ``group``."""
+    name = f"rockstar.{server_name}.{group}"
+    if len(name) > _LAYER_NAME_LIMIT or not _NAME_RE.match(name):
+        raise InvalidGroupName(f"Group {group!r} on server {server_name!r} makes the layer group name {name!r}, "
+                               f"which the channel layer refuses (max {_LAYER_NAME_LIMIT} characters of "
+                               "letters, digits, '-', '_', '.'); use a shorter group or server name")
+    return name
+
+
+def _crosses_processes(layer: Any) -> bool:
+    if layer is None:
+        return False
+    from channels.layers import InMemoryChannelLayer
+
+    return not isinstance(layer, InMemoryChannelLayer)
+
+
+def _counts_backend(layer: Any) -> bool:
+    """True when the layer is channels-redis (or alike): counts and pruning go to its Redis."""
+    return all(hasattr(layer, a) for a in ("connection", "consistent_hash", "prefix", "_group_key"))
+
+
+def _ws_message(message_type: int, data: Any) -> dict[str, Any]:
+    """The ASGI ``websocket.send`` message for one broadcast (built once, shared by all members)."""
+    if message_type == TextMessage:
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            data = bytes(data).decode("utf-8")
+        elif not isinstance(data, str):
+            raise TypeError(f"Text broadcast data must be str or UTF-8 bytes, not {type(data).__name__}")
+        return {"type": "websocket.send", "text": data}
+    if message_type == BinaryMessage:
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        elif isinstance(data, (bytearray, memoryview)):
+            data = bytes(data)
+        elif not isinstance(data, bytes):
+            raise TypeError(f"Binary broadcast data must be bytes or str, not {type(data).__name__}")
+        return {"type": "websocket.send", "bytes": data}
+    raise ValueError(f"Broadcast message type must be TextMessage (1) or BinaryMessage (2), not {message_type!r}")
+
+
+def _payload(msg: dict[str, Any]) -> list[Any]:
+    """Compact layer form of a websocket.send message: [1, text] or [2, bytes]."""
+    text = msg.get("text")
+    return [1, text] if text is not None else [2, msg["bytes"]]
+
+
+def _from_payload(item: list[Any]) -> dict[str, Any]:
+    kind, data = item
+    return {"type": "websocket.send", "text": data} if kind == 1 else {"type": "websocket.send", "bytes": data}
+
+
+def _size(msg: dict[str, Any]) -> int:
+    text = msg.get("text")
+    return len(text) if text is not None else len(msg["bytes"])
+
+
+class _Prepared:
+    """One broadcast, framed once for every daphne member (autobahn's PreparedMessage)."""
+
+    __slots__ = ("msg", "_frame")
+
+    def __init__(self, msg: dict[str, Any]) -> None:
+        self.msg = msg
+        self._frame: Any = None
+
+    def frame(self) -> Any:
+        if self._frame is None:
+            from autobahn.websocket.protocol import PreparedMessage
+
+            text = self.msg.get("text")
+            payload = text.encode("utf-8") if text is not None else self.msg["bytes"]
+            self._frame = PreparedMessage(payload, text is None, False, False)
+        return self._frame
+
+
+class _Member:
+    """One connection's delivery state: direct (daphne) or a bounded queue with a writer task."""
+
+    __slots__ = ("conn", "send", "bridge", "protocol", "direct", "queue", "waiter", "writer", "overflowing",
+                 "dropped")
+
+    def __init__(self, conn: WebSocketConnection) -> None:
+        self.conn = conn
+        self.send = conn._send
+        self.bridge = conn._bridge
+        # daphne's send never waits: write directly (a frame prepared once for all members,
+        # as daphne's own handle_reply would write it) and watch its buffer instead of queueing.
+        self.protocol = getattr(self.bridge, "protocol", None)
+        self.direct = getattr(self.bridge, "name", "") == "daphne" and hasattr(self.protocol, "sendPreparedMessage")
+        self.queue: deque[dict[str, Any]] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.writer: asyncio.Task[None] | None = None
+        self.overflowing = False
+        self.dropped = 0
+
+
+class GroupHub:
+    """The groups of one ``WebSocketServer`` in one process, bound to the event loop that serves it.
+
+    Created by :func:`hub_for` when the first connection joins a group; nothing runs before.
+    """
+
+    def __init__(self, server: WebSocketServer, loop: asyncio.AbstractEventLoop) -> None:
+        self.server = server
+        self.loop = loop
+        layer = server.channel_layer
+        #: The channel layer used across processes, or None (in-memory layer or none: one process).
+        self.layer = layer if _crosses_processes(layer) else None
+        self._counts = self.layer is not None and _counts_backend(self.layer)
+        #: group -> its local members, in join order (dicts keep order; values unused).
+        self.groups: dict[str, dict[_Member, None]] = {}
+        self._members: dict[WebSocketConnection, _Member] = {}
+        self.node_channel: str | None = None
+        self._node_ready: asyncio.Future[None] | None = None
+        self._in_layer: set[str] = set()
+        self._locks: dict[str, list[Any]] = {}
+        self._outbox: deque[tuple[str, list[Any], asyncio.Future[None] | None]] = deque()
+        self._outbox_waiter: asyncio.Future[None] | None = None
+        self._dirty_counts: set[str] = set()
+        self._wake = asyncio.Event()
+        self._resync = False
+        self._slots = asyncio.Semaphore(_REDIS_SLOTS)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._failing_since: float | None = None
+        #: Counters (process-local): delivered writes, dropped and slow-closed members, layer traffic.
+        self.stats: dict[str, int] = {
+            "delivered": 0, "dropped": 0, "slow_closed": 0, "published": 0, "publish_failed": 0,
+            "received": 0, "layer_errors": 0,
+        }
+
+    # -- settings ----------------------------------------------------------------------------
+    @staticmethod
+    def _interval() -> float:
+        return float(ws_settings.GROUP_REFRESH_INTERVAL)
+
+    # -- membership --------------------------------------------------------------------------
+    async def join(self, conn: WebSocketConnection, group: str) -> None:
+        """Add ``conn`` to ``group``. Local broadcasts reach it at once; messages from other
+        processes once the process's node channel is in the layer group (awaited here)."""
+        validate_group_name(group)
+        lg = layer_group_name(self.server.name, group)
+        if conn._state != OPEN:
+            raise ConnectionClosed(conn.close_code or CloseCode.NO_STATUS, conn.close_reason)
+        if group in conn.groups:
+            return
+        member = self._members.get(conn)
+        if member is None:
+            member = self._members[conn] = _Member(conn)
+            conn._on_close.append(self._connection_closed)
+        conn.groups.add(group)
+        self.groups.setdefault(group, {})[member] = None
+        self._count_changed(group)
+        if self.layer is not None:
+            await self._start_node()
+            await self._sync_group(group, lg)
+
+    async def leave(self, conn: WebSocketConnection, group: str) -> None:
+        """Remove ``conn`` from ``group`` (no-op when it is not a member)."""
+        validate_group_name(group)
+        if group not in conn.groups:
+            return
+        self._drop_membership(conn, group)
+        if self.layer is not None and self.node_channel is not None:
+            await self._sync_group(group, layer_group_name(self.server.name, group))
+
+    def _drop_membership(self, conn: WebSocketConnection, group: str) -> None:
+        conn.groups.discard(group)
+        member = self._members.get(conn)
+        members = self.groups.get(group)
+        if members is not None and member is not None:
+            members.pop(member, None)
+            if not members:
+                del self.groups[group]
+        self._count_changed(group)
+
+    def _connection_closed(self, conn: WebSocketConnection) -> None:
+        """on-close callback: drop every membership of a connection that ended."""
+        groups = list(conn.groups)
+        for group in groups:
+            self._drop_membership(conn, group)
+        member = self._members.pop(conn, None)
+        if member is not None:
+            member.queue.clear()
+            self._wake_writer(member)
+        if self.layer is not None and self.node_channel is not None:
+            for group in groups:
+                if group not in self.groups:
+                    self._spawn(self._sync_group(group, layer_group_name(self.server.name, group)))
+
+    def local_size(self, group: str) -> int:
+        """Members of ``group`` in this process."""
+        members = self.groups.get(group)
+        return len(members) if members else 0
+
+    # -- broadcast ---------------------------------------------------------------------------
+    async def broadcast(self, group: str, message_type: int, data: str | bytes,
+                        exclude: Iterable[WebSocketConnection] | WebSocketConnection | None = None,
+                        *, strict: bool = False) -> int:
+        """Deliver to local members now and to other processes through the layer.
+
+        Returns the number of local members written to. Layer trouble is logged at ERROR
+        (``strict=True``: awaited and raised as :class:`BroadcastError`).
+        """
+        validate_group_name(group)
+        msg = _ws_message(message_type, data)
+        delivered = await self._deliver(group, msg, _exclusions(exclude))
+        done = None
+        if self.layer is not None:
+            if self.node_channel is None:
+                await self._start_node()
+            done = self.loop.create_future() if strict else None
+            self._publish(group, _payload(msg), done)
+        if done is not None:
+            await done
+        else:
+            # Let the server flush sockets between broadcasts: a handler broadcasting in a tight
+            # loop would otherwise pile every message into daphne's buffers before any is sent.
+            await asyncio.sleep(0)
+        return delivered
+
+    async def _deliver(self, group: str, msg: dict[str, Any], exclude: frozenset[Any] | None) -> int:
+        members = self.groups.get(group)
+        if not members:
+            return 0
+        count = 0
+        limit = ws_settings.GROUP_MAX_BUFFERED_BYTES
+        qsize = ws_settings.GROUP_QUEUE_SIZE
+        prepared = _Prepared(msg)
+        for member in tuple(members):
+            conn = member.conn
+            if conn._state != OPEN or (exclude and conn in exclude):
+                continue
+            if member.direct:
+                protocol = member.protocol
+                if protocol.state != protocol.STATE_OPEN:
+                    continue
+                if limit and member.bridge.buffered_bytes() > limit:
+                    self._overflow(member, f"{member.bridge.buffered_bytes()} bytes buffered")
+                    continue
+                try:
+                    protocol.sendPreparedMessage(prepared.frame())
+                except Exception:  # the transport went away mid-write; its close follows
+                    continue
+            else:
+                if len(member.queue) >= qsize:
+                    self._overflow(member, f"{len(member.queue)} messages queued")
+                    continue
+                member.queue.append(msg)
+                if member.writer is None:
+                    member.writer = self.loop.create_task(self._write_loop(member))
+                else:
+                    self._wake_writer(member)
+            if member.overflowing:
+                member.overflowing = False
+                logger.info("group member %s reads again (%d messages were dropped)", conn, member.dropped)
+            count += 1
+        self.stats["delivered"] += count
+        return count
+
+    def _wake_writer(self, member: _Member) -> None:
+        waiter = member.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _write_loop(self, member: _Member) -> None:
+        conn, queue, send = member.conn, member.queue, member.send
+        try:
+            while conn._state == OPEN:
+                if not queue:
+                    member.waiter = self.loop.create_future()
+                    try:
+                        await member.waiter
+                    finally:
+                        member.waiter = None
+                    continue
+                try:
+                    await send(queue.popleft())
+                except Exception as exc:  # the client is gone; its close follows
+                    logger.debug("writing a broadcast to %s failed: %r", conn, exc)
+                    return
+        finally:
+            queue.clear()
+            member.writer = None
+
+    def _overflow(self, member: _Member, why: str) -> None:
+        conn = member.conn
+        if ws_settings.GROUP_OVERFLOW == "drop":
+            member.dropped += 1
+            self.stats["dropped"] += 1
+            if not member.overflowing:
+                member.overflowing = True
+                logger.warning("group member %s is not reading (%s): dropping its broadcasts", conn, why)
+            return
+        # "close": stop writing to it now, tell it 1013 (try again later).
+        self.stats["slow_closed"] += 1
+        logger.warning("group member %s is not reading (%s): closing it with 1013", conn, why)
+        member.queue.clear()
+        was_open = conn._state == OPEN
+        conn._mark_closed(CloseCode.TRY_AGAIN_LATER, "too slow")  # runs _connection_closed
+        if was_open:
+            self._spawn(_close_quietly(conn, CloseCode.TRY_AGAIN_LATER, "too slow"))
+
+    # -- the layer: node channel, publisher, receiver, upkeep ------------------------------
+    async def _start_node(self) -> None:
+        if self._node_ready is None:
+            self._node_ready = self.loop.create_future()
+            try:
+                self.node_channel = await self.layer.new_channel()
+            except BaseException as exc:
+                self._node_ready.set_exception(exc)
+                self._node_ready = None
+                raise
+            self._tasks = [self.loop.create_task(coro) for coro in
+                           (self._receive_loop(), self._publish_loop(), self._upkeep_loop())]
+            self._node_ready.set_result(None)
+        elif not self._node_ready.done():
+            await asyncio.shield(self._node_ready)
+
+    def _spawn(self, coro: Any) -> None:
+        task = self.loop.create_task(coro)
+        self._tasks.append(task)
+        task.add_done_callback(self._tasks.remove)
+
+    @contextlib.asynccontextmanager
+    async def _group_lock(self, group: str) -> AsyncIterator[None]:
+        """One lock per group for layer membership changes (dropped when nobody holds or waits)."""
+        entry = self._locks.get(group)
+        if entry is None:
+            entry = self._locks[group] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._locks[group]
+
+    async def _sync_group(self, group: str, lg: str) -> None:
+        """Make the node channel's layer membership match the local members."""
+        async with self._group_lock(group):
+            want = group in self.groups
+            if want == (group in self._in_layer):
+                return
+            try:
+                async with self._slots:
+                    if want:
+                        await self.layer.group_add(lg, self.node_channel)
+                        self._in_layer.add(group)
+                    else:
+                        await self.layer.group_discard(lg, self.node_channel)
+                        self._in_layer.discard(group)
+            except Exception as exc:
+                self._layer_failed(f"{'joining' if want else 'leaving'} layer group {lg}", exc)
+
+    def _publish(self, group: str, payload: list[Any], done: asyncio.Future[None] | None) -> None:
+        if len(self._outbox) >= ws_settings.GROUP_PUBLISH_QUEUE_SIZE:
+            self.stats["publish_failed"] += 1
+            logger.error("broadcast to group %r did not reach other processes: %d broadcasts are already "
+                         "waiting for the channel layer (GROUP_PUBLISH_QUEUE_SIZE)", group, len(self._outbox))
+            if done is not None:
+                done.set_exception(BroadcastError("the channel layer is not keeping up; broadcast not sent"))
+            return
+        self._outbox.append((group, payload, done))
+        waiter = self._outbox_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _publish_loop(self) -> None:
+        outbox = self._outbox
+        while True:
+            if not outbox:
+                self._outbox_waiter = self.loop.create_future()
+                try:
+                    await self._outbox_waiter
+                finally:
+                    self._outbox_waiter = None
+                continue
+            group, payload, done = outbox.popleft()
+            items, waiters = [payload], [done]
+            # Messages of the same group queued behind it travel in the same layer message.
+            while outbox and outbox[0][0] == group and len(items) < _MAX_BATCH:
+                _, p, d = outbox.popleft()
+                items.append(p)
+                waiters.append(d)
+            lg = layer_group_name(self.server.name, group)
+            message = {"type": _MESSAGE_TYPE, "origin": self.node_channel, "group": group, "items": items}
+            error: Exception | None = None
+            try:
+                async with self._slots:
+                    await self.layer.group_send(lg, message)
+                self.stats["published"] += len(items)
+            except Exception as exc:
+                error = exc
+                self.stats["publish_failed"] += len(items)
+                self._layer_failed(f"{len(items)} broadcast(s) to group {group!r} did not reach other processes", exc)
+            for d in waiters:
+                if d is not None and not d.done():
+                    if error is None:
+                        d.set_result(None)
+                    else:
+                        d.set_exception(BroadcastError(f"broadcast to {group!r} not sent: {error!r}"))
+
+    async def _receive_loop(self) -> None:
+        delay = _RETRY_MIN
+        while True:
+            try:
+                message = await self.layer.receive(self.node_channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._layer_failed("receiving broadcasts from other processes", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX)
+                continue
+            delay = _RETRY_MIN
+            self._layer_ok()
+            if message.get("type") != _MESSAGE_TYPE or message.get("origin") == self.node_channel:
+                continue  # our own broadcast: its local members have it already
+            group = message.get("group")
+            try:
+                for item in message.get("items") or ():
+                    self.stats["received"] += 1
+                    await self._deliver(group, _from_payload(item), None)
+                    await asyncio.sleep(0)
+            except Exception:
+                logger.exception("delivering a broadcast from another process to group %r failed", group)
+
+    async def _upkeep_loop(self) -> None:
+        """Count updates (coalesced), periodic re-adds and pruning, and recovery after errors."""
+        last_refresh = time.monotonic()
+        delay = _RETRY_MIN
+        while True:
+            timeout = delay if self._resync else max(0.0, self._interval() - (time.monotonic() - last_refresh))
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+                await asyncio.sleep(0.05)  # let a burst of joins and leaves coalesce
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                if self._resync or time.monotonic() - last_refresh >= self._interval():
+                    await self._refresh()
+                    last_refresh = time.monotonic()
+                    if self._resync:
+                        logger.warning("channel layer reachable again: group memberships of this process re-added")
+                    self._resync = False
+                    self._layer_ok()
+                    delay = _RETRY_MIN
+                elif self._dirty_counts:
+                    await self._flush_counts(self._take_dirty())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._layer_failed("refreshing group memberships", exc)
+                await asyncio.sleep(delay)
+                self._wake.clear()
+                delay = min(delay * 2, _RETRY_MAX)
+
+    async def _refresh(self) -> None:
+        """Re-add every group with local members (so group_expiry or a Redis restart never drops a
+        live process), leave the ones left behind, prune processes that stopped refreshing, and
+        rewrite this process's counts."""
+        interval = self._interval()
+        for group in list(self.groups.keys() | self._in_layer):
+            lg = layer_group_name(self.server.name, group)
+            async with self._group_lock(group), self._slots:
+                if group not in self.groups:
+                    await self.layer.group_discard(lg, self.node_channel)
+                    self._in_layer.discard(group)
+                    continue
+                await self.layer.group_add(lg, self.node_channel)
+                self._in_layer.add(group)
+                if self._counts:
+                    key = self.layer._group_key(lg)
+                    conn = self.layer.connection(self.layer.consistent_hash(lg))
+                    await conn.zremrangebyscore(key, 0, time.time() - 3 * interval)
+        self._take_dirty()
+        await self._flush_counts(set(self.groups) | self._in_layer)
+
+    def _take_dirty(self) -> set[str]:
+        dirty, self._dirty_counts = self._dirty_counts, set()
+        return dirty
+
+    def _count_key(self, lg: str) -> str:
+        return f"{self.layer.prefix}:rockstar:count:{lg}"
+
+    def _count_changed(self, group: str) -> None:
+        if self._counts:
+            self._dirty_counts.add(group)
+            self._wake.set()
+
+    async def _flush_counts(self, groups: set[str]) -> None:
+        if not self._counts or not groups or self.node_channel is None:
+            return
+        ttl = int(3 * self._interval()) + 1
+        deadline = time.time() + ttl
+        try:
+            async with self._slots:
+                for group in groups:
+                    lg = layer_group_name(self.server.name, group)
+                    key = self._count_key(lg)
+                    pipe = self.layer.connection(self.layer.consistent_hash(lg)).pipeline(transaction=False)
+                    n = self.local_size(group)
+                    if n:
+                        pipe.hset(key, self.node_channel, f"{n} {deadline:.0f}")
+                        pipe.expire(key, ttl)
+                    else:
+                        pipe.hdel(key, self.node_channel)
+                    await pipe.execute()
+        except Exception:
+            self._dirty_counts |= groups
+            raise
+
+    async def cluster_size(self, group: str, *, strict: bool = False) -> int:
+        """Members of ``group`` in every process (this one's live count plus the others' last
+        reports). When the layer cannot be read: this process's count and a warning in the log
+        (``strict=True``: :class:`BroadcastError`)."""
+        validate_group_name(group)
+        local = self.local_size(group)
+        if not self._counts:
+            return local
+        try:
+            others = await read_counts(self.layer, layer_group_name(self.server.name, group),
+                                       skip=self.node_channel)
+        except BroadcastError as exc:
+            if strict:
+                raise
+            logger.warning("%s; counting this process's members only", exc)
+            return local
+        return local + others
+
+    # -- health ----------------------------------------------------------------------------
+    def _layer_failed(self, what: str, exc: Exception) -> None:
+        self.stats["layer_errors"] += 1
+        self._resync = True
+        self._wake.set()
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+            logger.error("channel layer failed while %s: %r; local delivery goes on, cross-process "
+                         "delivery resumes when the layer is back", what, exc)
+        else:
+            logger.error("channel layer still failing (%.0fs) while %s: %r", now - self._failing_since, what, exc)
+
+    def _layer_ok(self) -> None:
+        if self._failing_since is not None:
+            logger.warning("channel layer answers again after %.1fs", time.monotonic() - self._failing_since)
+            self._failing_since = None
+
+
+async def _close_quietly(conn: WebSocketConnection, code: int, reason: str) -> None:
+    try:
+        await conn._bridge.close(code, reason)
+    except Exception:  # the transport is gone already
+        pass
+
+
+def _exclusions(exclude: Any) -> frozenset[Any] | None:
+    from .connection import SyncConnection, WebSocketConnection
+
+    if exclude is None:
+        return None
+    if isinstance(exclude, (WebSocketConnection, SyncConnection)):
+        exclude = (exclude,)
+    return frozenset(c.async_connection if isinstance(c, SyncConnection) else c for c in exclude)
+
+
+async def read_counts(layer: Any, lg: str, *, skip: str | None = None) -> int:
+    """Sum of the fresh per-process member counts of layer group ``lg`` stored in Redis."""
+    key = f"{layer.prefix}:rockstar:count:{lg}"
+    try:
+        raw = await layer.connection(layer.consistent_hash(lg)).hgetall(key)
+    except Exception as exc:
+        raise BroadcastError(f"cannot read member counts of {lg!r} from the channel layer: {exc!r}") from exc
+    now = time.time()
+    total = 0
+    for node, value in raw.items():
+        node = node.decode() if isinstance(node, bytes) else node
+        if node == skip:
+            continue
+        count, _, deadline = (value.decode() if isinstance(value, bytes) else value).partition(" ")
+        if float(deadline or 0) >= now:
+            total += int(count)
+    return total
+
+
+def hub_for(server: WebSocketServer) -> GroupHub:
+    """The server's hub on the running loop (created on first use by a joining connection)."""
+    loop = asyncio.get_running_loop()
+    hub: GroupHub | None = getattr(server, "_group_hub", None)
+    if hub is None or hub.loop is not loop:
+        if hub is not None and not hub.loop.is_closed() and hub.loop.is_running():
+            raise RuntimeError("Connections of one WebSocketServer must be served by one event loop")
+        hub = GroupHub(server, loop)
+        server._group_hub = hub
+    return hub
+
+
+def current_hub(server: WebSocketServer) -> GroupHub | None:
+    """The server's hub if one exists on the running loop (i.e. this process has had members)."""
+    hub: GroupHub | None = getattr(server, "_group_hub", None)
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return hub if hub is not None and hub.loop is loop else None
+
+
+async def broadcast(server: WebSocketServer, group: str, message_type: int, data: str | bytes,
+                    exclude: Any = None, *, strict: bool = False) -> int:
+    """``server.broadcast()``: through the hub when this loop serves members, else straight to the layer."""
+    hub = current_hub(server)
+    if hub is not None:
+        return await hub.broadcast(group, message_type, data, exclude, strict=strict)
+    validate_group_name(group)
+    lg = layer_group_name(server.name, group)
+    msg = _ws_message(message_type, data)
+    other: GroupHub | None = getattr(server, "_group_hub", None)
+    if other is not None and other.loop.is_running() and not other.loop.is_closed():
+        # Called from another thread of a server process (e.g. a sync view): hand it to the hub.
+        fut = asyncio.run_coroutine_threadsafe(other.broadcast(group, message_type, data, exclude, strict=strict),
+                                               other.loop)
+        return await asyncio.wrap_future(fut)
+    layer = server.channel_layer
+    if not _crosses_processes(layer):
+        logger.warning("broadcast to group %r reaches nobody: this process has no members and the channel "
+                       "layer (%s) does not cross processes", group, type(layer).__name__ if layer else "none")
+        return 0
+    message = {"type": _MESSAGE_TYPE, "origin": "", "group": group, "items": [_payload(msg)]}
+    try:
+        await layer.group_send(lg, message)
+    except Exception as exc:
+        logger.error("broadcast to group %r did not reach the channel layer: %r", group, exc)
+        if strict:
+            raise BroadcastError(f"broadcast to {group!r} not sent: {exc!r}") from exc
+    return 0
+
+
+async def group_size(server: WebSocketServer, group: str, *, strict: bool = False) -> int:
+    """``server.group_size()``: members in every process."""
+    hub: GroupHub | None = getattr(server, "_group_hub", None)
+    loop = asyncio.get_running_loop()
+    if hub is not None and hub.loop is not loop and not (hub.loop.is_running() and not hub.loop.is_closed()):
+        hub = None
+    if hub is not None and hub.loop is not loop:  # another thread of a server process
+        fut = asyncio.run_coroutine_threadsafe(hub.cluster_size(group, strict=strict), hub.loop)
+        return await asyncio.wrap_future(fut)
+    if hub is not None:
+        return await hub.cluster_size(group, strict=strict)
+    validate_group_name(group)
+    layer = server.channel_layer
+    if not _crosses_processes(layer) or not _counts_backend(layer):
+        return 0
+    try:
+        return await read_counts(layer, layer_group_name(server.name, group))
+    except BroadcastError as exc:
+        if strict:
+            raise
+        logger.warning("%s; answering 0", exc)
+        return 0
