@@ -45,3 +45,6 @@ else:
 
 LOGGING = {**LOGGING, "loggers": {**LOGGING["loggers"],
                                   "rockstar_ws": {"handlers": ["console"], "level": "WARNING", "propagate": False}}}
+
+DATABASES = {**DATABASES, "default": {**DATABASES["default"],  # noqa: F405
+                                      "CONN_MAX_AGE": int(os.environ.get("BENCH_CONN_MAX_AGE", "0"))}}
