@@ -110,3 +110,26 @@ async def test_expired_entries_query_again(counted, monkeypatch):
     monkeypatch.setattr(auth.time, "monotonic", lambda: now + 31)
     await manager.get_user(token)
     assert len(calls) == 2
+
+
+async def test_daphne_with_the_cache_reuses_a_lookup_across_handshakes(server_env, server_factory):
+    """Through a real daphne: with AUTH_USER_CACHE_TTL on, a token blacklisted from another
+    process keeps being admitted until the TTL passes (the documented trade-off); the shared
+    daphne of tests/test_auth.py (cache off) refuses it at once."""
+    import json
+
+    from tests.auth_helpers import blacklist_in_server, probe_id, user_ids, with_token
+    from tests.client import connect, recv_json
+
+    ids = user_ids(server_env)
+    server = server_factory("daphne", env={"ROCKSTAR_TEST_WS_SETTINGS": json.dumps({"AUTH_USER_CACHE_TTL": 300})})
+    token = str(access_token_for(ids["alice"], scopes=["chat:read", "chat:write"], tenant="tenant1"))
+    path = "/ws/test/auth/any"
+    async with connect(server, with_token(path, token, probe_id())) as ws:
+        assert (await recv_json(ws))["user_id"] == str(ids["alice"])
+    blacklist_in_server(server_env, token)
+    async with connect(server, with_token(path, token, probe_id())) as ws:  # the cached answer
+        assert (await recv_json(ws))["user_id"] == str(ids["alice"])
+    fresh = str(access_token_for(ids["alice"], scopes=["chat:read"], tenant="tenant1"))
+    async with connect(server, with_token(path, fresh, probe_id())) as ws:  # another jti: queried
+        assert (await recv_json(ws))["user_id"] == str(ids["alice"])
