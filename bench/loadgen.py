@@ -11,8 +11,9 @@ Jobs (``"mode"``):
 - ``hold``: open ``conns`` connections (``concurrency`` at a time), print ``HELD <n> <failed>``,
   keep them idle until a line arrives on stdin, then close them.
 - ``broadcast``: ``receivers`` connections listen; one sender connection sends ``messages``
-  messages ``interval`` seconds apart, each carrying its send time; every receiver records the
-  latency of each delivery; deliveries, lost, p50/p99 are reported.
+  messages ``interval`` seconds apart (0: back to back), each carrying its number and send time;
+  every receiver records the latency of each delivery; deliveries, lost, duplicates, p50/p99 are
+  reported.
 
 Every client uses the same options: no compression, no pings, Host 127.0.0.1, so every row
 of a run meets exactly the same client.
@@ -166,7 +167,15 @@ async def hold(job: dict[str, Any]) -> dict[str, Any]:
 
 
 async def broadcast(job: dict[str, Any]) -> dict[str, Any]:
-    """Receivers on ``urls`` (round robin), one sender on ``sender_url``; latency = receive - send."""
+    """Receivers on ``urls`` (round robin), one sender on ``sender_url``; latency = receive - send.
+
+    Each message carries its number and send time, so every receiver counts what it got, what it
+    got twice and what it never got. ``interval`` 0 sends the messages back to back: each
+    ``send`` returns as soon as the connection takes it, so the server's intake paces the sender
+    (the saturation rows). The rate is deliveries over the time from the first send to the last
+    delivery; the wait for late deliveries ends at ``drain`` seconds after the last send, or once
+    nothing arrived for ``idle`` seconds.
+    """
     urls = job["urls"]
     receivers: list = []
     failed = 0
@@ -178,39 +187,55 @@ async def broadcast(job: dict[str, Any]) -> dict[str, Any]:
     sender = await _connect(job["sender_url"], job.get("connect"))
     await asyncio.sleep(job.get("settle", 1.0))
     latencies: list[float] = []
-    received = 0
+    received = duplicates = 0
+    last_delivery = 0.0
     n = job["messages"]
 
     async def listen(ws) -> None:
-        nonlocal received
-        seen = 0
+        nonlocal received, duplicates, last_delivery
+        seen: set[int] = set()
         try:
-            while seen < n:
+            while len(seen) < n:
                 msg = await ws.recv()
                 now = time.time()
-                sent = float(msg.split(" ", 1)[0])
-                latencies.append(now - sent)
+                number, sent, _pad = msg.split(" ", 2)
+                i = int(number)
+                if i in seen:
+                    duplicates += 1
+                    continue
+                seen.add(i)
+                latencies.append(now - float(sent))
                 received += 1
-                seen += 1
+                last_delivery = time.perf_counter()
         except Exception:
             pass
 
     tasks = [asyncio.ensure_future(listen(ws)) for ws in receivers]
     mark("start")
     t_start, cpu_start = time.perf_counter(), time.process_time()
-    for _ in range(n):
-        await sender.send(f"{time.time():.6f} " + "x" * 32)
-        await asyncio.sleep(job["interval"])
-    _done, pending = await asyncio.wait(tasks, timeout=job.get("drain", 10.0))
-    elapsed, client_cpu = time.perf_counter() - t_start, time.process_time() - cpu_start
+    interval = job["interval"]
+    for i in range(n):
+        await sender.send(f"{i} {time.time():.6f} " + "x" * 32)
+        if interval:
+            await asyncio.sleep(interval)
+    sent_at = time.perf_counter()
+    pending = set(tasks)
+    idle = job.get("idle", 5.0)
+    while pending:
+        _done, pending = await asyncio.wait(pending, timeout=0.25)
+        now = time.perf_counter()
+        if now - sent_at > job.get("drain", 10.0) or now - max(last_delivery, sent_at) > idle:
+            break
+    end = last_delivery if last_delivery > t_start else time.perf_counter()
+    elapsed, client_cpu = end - t_start, time.process_time() - cpu_start
     mark("stop")
     for task in pending:
         task.cancel()
     await asyncio.gather(*(ws.close() for ws in [*receivers, sender]), return_exceptions=True)
     expected = len(receivers) * n
     return {"ops": received, "elapsed": elapsed, "rate": received / elapsed, "p50": percentile(latencies, 0.50),
-            "p99": percentile(latencies, 0.99), "lost": expected - received + failed * n, "errors": failed,
-            "client_cpu": client_cpu / elapsed}
+            "p99": percentile(latencies, 0.99), "lost": expected - received + failed * n, "duplicates": duplicates,
+            "errors": failed, "send_secs": sent_at - t_start, "client_cpu": client_cpu / elapsed}
 
 
 MODES = {"echo": echo, "handshake": handshake, "hold": hold, "broadcast": broadcast}

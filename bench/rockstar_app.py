@@ -2,7 +2,10 @@
 
 Same settings (bench.settings) and the same ASGI wrapping as bench/plain_channels.py.
 Routes: ``/bench/echo`` (the reference's echo), ``/bench/echo-mw3`` (the same echo behind a
-chain of three pass-through middleware), ``/bench/private`` (the echo on an authenticated route).
+chain of three pass-through middleware), ``/bench/private`` (the echo on an authenticated route),
+``/bench/group`` (a broadcast receiver: joins the ``bench`` group and waits) and
+``/bench/group-send`` (the broadcast sender: each message it receives goes to the ``bench`` group),
+the twins of bench/plain_channels.py's group consumers.
 """
 
 import os
@@ -38,7 +41,22 @@ async def passthrough3(ctx: Context, next):
     return await next(ctx)
 
 
+async def group_member(ctx: Context, conn: WebSocketConnection) -> None:
+    """Broadcast receiver: joins ``bench``; what it reads is ignored (it leaves when it ends)."""
+    await conn.join("bench")
+    async for _message in conn:
+        pass
+
+
+async def group_sender(ctx: Context, conn: WebSocketConnection) -> None:
+    """Broadcast sender: every message it receives goes to every member of ``bench``, with its type."""
+    async for message_type, data in conn:
+        await ws.broadcast("bench", message_type, data)
+
+
 ws.register_route("/bench/echo", echo)
+ws.register_route("/bench/group", group_member)
+ws.register_route("/bench/group-send", group_sender)
 ws.register_route("/bench/echo-mw3", echo, [passthrough, passthrough2, passthrough3])
 ws.register_authenticated_route("/bench/private", echo)
 

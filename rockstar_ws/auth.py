@@ -20,6 +20,7 @@ docs/auth.md). See :class:`TokenGuard`.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import time
@@ -47,6 +48,29 @@ logger = logging.getLogger("rockstar_ws.auth")
 
 #: Every refresh message starts with these characters (``{"rockstar.refresh": "<token>"}``,
 #: with or without a space after the colon): the pump compares a text message's start with it.
+#: AUTH_USER_CACHE_TTL's cache: (user id, jti) -> (user, monotonic expiry); only lookups that
+#: passed every check are kept. Cleared by saves and deletes of users and blacklist entries.
+_USER_CACHE: dict[tuple[str, str], tuple[Any, float]] = {}
+_USER_CACHE_MAX = 10_000
+
+
+def clear_user_cache(**_kwargs: Any) -> None:
+    """Forget every cached user lookup (AUTH_USER_CACHE_TTL); connected to the model signals."""
+    _USER_CACHE.clear()
+
+
+def _connect_cache_signals() -> None:
+    from django.db.models.signals import post_delete, post_save
+
+    for signal in (post_save, post_delete):
+        signal.connect(clear_user_cache, sender=get_user_model(), dispatch_uid=f"rockstar_ws.auth.user.{id(signal)}")
+        if apps.is_installed("rest_framework_simplejwt.token_blacklist"):
+            from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
+
+            signal.connect(clear_user_cache, sender=BlacklistedToken,
+                           dispatch_uid=f"rockstar_ws.auth.blacklist.{id(signal)}")
+
+
 REFRESH_PREFIX = '{"rockstar.refresh"'
 
 #: Where ``authenticate`` leaves the :class:`TokenGuard` of a token connection.
@@ -201,6 +225,22 @@ class AuthManager:
             return None
         return users[0] if users else None
 
+    def _user_cache_get(self, key: tuple[str, str]) -> Any:
+        hit = _USER_CACHE.get(key)
+        if hit is None:
+            return None
+        user, expires = hit
+        if time.monotonic() >= expires:
+            _USER_CACHE.pop(key, None)
+            return None
+        return copy.copy(user)  # each connection gets its own object, as from a query
+
+    def _user_cache_put(self, key: tuple[str, str], user: Any, ttl: float) -> None:
+        _connect_cache_signals()
+        if len(_USER_CACHE) >= _USER_CACHE_MAX:
+            _USER_CACHE.clear()
+        _USER_CACHE[key] = (copy.copy(user), time.monotonic() + ttl)
+
     async def get_user(self, token: Token) -> Any:
         """The active Django user the token names (one query, off the event loop), or ``Deny(401)``.
 
@@ -213,7 +253,12 @@ class AuthManager:
         if user_id is None or isinstance(user_id, (dict, list, bool)):
             raise Deny(401, "invalid token", log_detail="token names no user")
         jti = token.get(s.JTI_CLAIM) if s.JTI_CLAIM else None
-        user = await database_sync_to_async(self._get_user_sync)(user_id, jti)
+        ttl = ws_settings.AUTH_USER_CACHE_TTL
+        key = (str(user_id), str(jti))
+        user = self._user_cache_get(key) if ttl > 0 else None
+        cached = user is not None
+        if user is None:
+            user = await database_sync_to_async(self._get_user_sync)(user_id, jti)
         if user is None:
             raise Deny(401, "invalid token", log_detail=f"unknown user {str(user_id)[:64]!r}")
         if getattr(user, "_rockstar_blacklisted", False):
@@ -226,6 +271,8 @@ class AuthManager:
             if token.get(s.REVOKE_TOKEN_CLAIM) != get_md5_hash_password(user.password):
                 raise Deny(401, "invalid token",
                            log_detail=f"password changed since the token was issued (user {user.pk})")
+        if ttl > 0 and not cached:
+            self._user_cache_put(key, user, ttl)
         return user
 
     def scopes_for(self, claims: dict[str, Any]) -> frozenset[str]:

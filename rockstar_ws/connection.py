@@ -45,7 +45,8 @@ class WebSocketConnection:
         self.ctx = ctx
         self._send = send
         self._bridge = bridge or ServerBridge(send)
-        self._inbox: deque[Message] = deque()
+        # Created by the first message: an idle connection does not hold an empty deque (~760 B).
+        self._inbox: deque[Message] | None = None
         self._inbox_size = inbox_size
         self._waiter: asyncio.Future[None] | None = None
         self._state = CONNECTING
@@ -81,7 +82,9 @@ class WebSocketConnection:
     def _feed(self, message: Message) -> bool:
         """Queue a client message for the handler. False when the inbox is full."""
         inbox = self._inbox
-        if len(inbox) >= self._inbox_size:
+        if inbox is None:
+            inbox = self._inbox = deque()
+        elif len(inbox) >= self._inbox_size:
             return False
         inbox.append(message)
         waiter = self._waiter

@@ -183,17 +183,36 @@ class RockstarConsumer(AsyncConsumer):
         else:
             handler = asyncio.ensure_future(server.run_sync_handler(route.handler, ctx, SyncConnection(conn)))
         self.control = server.control_hook(ctx, conn)
-        pump = asyncio.ensure_future(self._pump(conn))
+        # The pump runs in this task (one task less per connection than a pump task of its own).
+        # A handler that ends first interrupts it with a cancellation of this task, told apart
+        # from a real one (the server shutting down) by ``handler_first``.
+        me = asyncio.current_task()
+        pumping = True
+        handler_first = False
+
+        def handler_done(_task: asyncio.Future[Any]) -> None:
+            nonlocal handler_first
+            if pumping and me is not None:
+                handler_first = True
+                me.cancel()
+
+        handler.add_done_callback(handler_done)
         try:
-            await asyncio.wait((handler, pump), return_when=asyncio.FIRST_COMPLETED)
-            if handler.done():
+            try:
+                await self._pump(conn)
+            except asyncio.CancelledError:
+                if not handler_first or me is None or me.cancelling() > 1:
+                    raise
+                me.uncancel()
+            finally:
+                pumping = False
+            if handler_first:
                 await self._handler_finished(handler, conn)
-                if not pump.done():
-                    try:
-                        async with asyncio.timeout(ws_settings.CLOSE_TIMEOUT):
-                            await asyncio.shield(pump)
-                    except TimeoutError:
-                        pass
+                try:  # wait for the client's side of the close
+                    async with asyncio.timeout(ws_settings.CLOSE_TIMEOUT):
+                        await self._pump(conn)
+                except TimeoutError:
+                    pass
             else:
                 ctx.done.set()
                 try:
@@ -212,7 +231,8 @@ class RockstarConsumer(AsyncConsumer):
             await conn.close(CloseCode.GOING_AWAY, "server shutting down")
             raise
         finally:
-            for task in (handler, pump, listener):
+            pumping = False
+            for task in (handler, listener):
                 if task is not None and not task.done():
                     task.cancel()
             conn._mark_closed(CloseCode.ABNORMAL)
