@@ -46,7 +46,7 @@ _TABLE: dict[str, tuple[Any, str]] = {
                                    "sent {\"rockstar.refresh\": token} in time."),
     "AUTH_CHECK_BLACKLIST": (True, "With rest_framework_simplejwt.token_blacklist installed, refuse access tokens whose jti "
                                    "is blacklisted (checked in the same query as the user)."),
-    "AUTH_USER_CACHE_TTL": (0.0, "Seconds a successful user lookup (user row and blacklist answer, per user and token jti) is reused by "
+    "AUTH_USER_CACHE_TTL": (5.0, "Seconds a successful user lookup (user row and blacklist answer, per user and token jti) is reused by "
                                  "later handshakes of this process; saves of users and blacklist entries in this process clear it at once, "
                                  "changes made elsewhere take up to this long. 0: no cache, every handshake queries."),
 

@@ -129,17 +129,40 @@ async def test_refusal(daphne, server_env, ids, name):
         assert handshake_log_free_of(log, token)
 
 
-async def test_blacklisted_access_token_is_refused(daphne, server_env, ids):
+async def test_blacklisted_access_token_is_refused_at_once_with_the_user_cache_off(server_env, ids, server_factory):
+    server = server_factory("daphne", env={"ROCKSTAR_TEST_WS_SETTINGS": json.dumps({"AUTH_USER_CACHE_TTL": 0})})
     token = alice(ids)
     p = probe_id()
-    async with connect(daphne, with_token(ANY, token, probe_id())) as ws:  # valid before
+    async with connect(server, with_token(ANY, token, probe_id())) as ws:  # valid before
         assert (await recv_json(ws))["user_id"] == str(ids["alice"])
     blacklist_in_server(server_env, token)
-    got, phrase, _ = await refused(daphne, with_token(ANY, token, p))
+    got, phrase, _ = await refused(server, with_token(ANY, token, p))
+    assert (got, phrase) == (401, "invalid token")
+    assert await user_code_ran(server, p) == []
+    await asyncio.sleep(0.2)
+    assert "token blacklisted" in server.output()
+
+
+async def test_blacklisted_access_token_is_refused_within_the_default_cache_ttl(daphne, server_env, ids):
+    """The default AUTH_USER_CACHE_TTL (5 s): a blacklist written by another process reaches new
+    handshakes of a server process that cached the token's lookup after at most the TTL."""
+    token = alice(ids)
+    async with connect(daphne, with_token(ANY, token, probe_id())) as ws:  # valid, and now cached
+        assert (await recv_json(ws))["user_id"] == str(ids["alice"])
+    blacklist_in_server(server_env, token)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5.0 + 3.0  # the TTL, plus the time a handshake and the shell take
+    while True:
+        p = probe_id()
+        try:
+            got, phrase, _ = await refused(daphne, with_token(ANY, token, p))
+        except AssertionError:  # still admitted from the cache
+            assert loop.time() < deadline, "the blacklisted token was still admitted after the cache TTL"
+            await asyncio.sleep(0.5)
+            continue
+        break
     assert (got, phrase) == (401, "invalid token")
     assert await user_code_ran(daphne, p) == []
-    await asyncio.sleep(0.2)
-    assert "token blacklisted" in daphne.output()
 
 
 async def test_the_core_private_route_still_refuses_without_a_token(daphne):

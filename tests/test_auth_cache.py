@@ -42,13 +42,23 @@ async def _user(name: str):
     return await sync_to_async(get_user_model().objects.create_user)(name, password="x")
 
 
-async def test_off_by_default_every_lookup_queries(counted):
+@override_settings(ROCKSTAR_WS={"AUTH_USER_CACHE_TTL": 0})
+async def test_with_the_cache_off_every_lookup_queries(counted):
     manager, calls = counted
     user = await _user("nocache")
     token = manager.validate(str(access_token_for(user)))
     for _ in range(3):
         assert (await manager.get_user(token)).pk == user.pk
     assert len(calls) == 3
+
+
+async def test_on_by_default_repeated_lookups_query_once(counted):
+    manager, calls = counted
+    user = await _user("defaultcache")
+    token = manager.validate(str(access_token_for(user)))
+    for _ in range(3):
+        assert (await manager.get_user(token)).pk == user.pk
+    assert len(calls) == 1
 
 
 @override_settings(ROCKSTAR_WS={"AUTH_USER_CACHE_TTL": 30})
@@ -114,8 +124,8 @@ async def test_expired_entries_query_again(counted, monkeypatch):
 
 async def test_daphne_with_the_cache_reuses_a_lookup_across_handshakes(server_env, server_factory):
     """Through a real daphne: with AUTH_USER_CACHE_TTL on, a token blacklisted from another
-    process keeps being admitted until the TTL passes (the documented trade-off); the shared
-    daphne of tests/test_auth.py (cache off) refuses it at once."""
+    process keeps being admitted until the TTL passes (the documented trade-off); with the cache
+    off (tests/test_auth.py) it is refused at once."""
     import json
 
     from tests.auth_helpers import blacklist_in_server, probe_id, user_ids, with_token
