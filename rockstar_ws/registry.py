@@ -81,6 +81,7 @@ class ConnectionRecord:
     process: str
 
     def as_dict(self) -> dict[str, Any]:
+        """The record as plain JSON-ready data (the admin JSON and ws_connections print it)."""
         return asdict(self)
 
 

@@ -188,6 +188,7 @@ class WebSocketServer:
 
     @auth_manager.setter
     def auth_manager(self, value: AuthManager | None) -> None:
+        """Set the auth manager (None: the one named in settings, loaded on first use)."""
         self._auth_manager = value
 
     @property

@@ -24,16 +24,21 @@ class Stats:
         self.rate_limited_total = 0
 
     def opened(self) -> None:
+        """A connection was accepted."""
         self.opened_total += 1
 
     def refused(self, deny: Deny) -> None:
+        """A handshake was refused with ``deny.status``."""
         self.refused_total[str(deny.status)] += 1
 
     def closed(self, code: int | None) -> None:
+        """A connection ended with ``code`` (1005 when none was given)."""
         self.closed_total[int(code or 1005)] += 1
 
     def message_too_big(self) -> None:
+        """A message over the size limit closed its connection (1009)."""
         self.too_big_total += 1
 
     def rate_limited(self) -> None:
+        """A connection went over its message rate."""
         self.rate_limited_total += 1
