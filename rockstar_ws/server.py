@@ -216,6 +216,12 @@ class WebSocketServer:
         if ctx.route.authenticated:
             await self.auth_manager.authenticate(ctx)
             tenants.check_tenant_binding(ctx)
+        elif ctx.subprotocol is None and ctx.request.subprotocols:
+            # A browser that offers the token marker to a public route fails the handshake if no
+            # offered subprotocol is accepted: accept the marker (never the token), ignore the token.
+            marker = getattr(self._auth_manager, "subprotocol", None) or ws_settings.AUTH_SUBPROTOCOL
+            if marker and marker in ctx.request.subprotocols:
+                ctx.subprotocol = marker
         releases: list[Release] = []
         try:
             for admit in self.admission:

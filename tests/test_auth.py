@@ -436,3 +436,15 @@ async def test_close_mode_refusals_carry_44xx_and_run_no_user_code(server_factor
                 await ws.recv()
             assert ws.close_code == code
         assert await user_code_ran(server, p) == []
+
+
+async def test_public_route_accepts_the_marker_and_ignores_the_token(daphne, ids):
+    """Browsers fail a handshake whose offered subprotocols were all ignored: a public route
+    accepts the marker (never the token) so one page can open every route the same way."""
+    token = alice(ids)
+    async with connect(daphne, "/ws/echo", subprotocols=["rockstar.bearer", token]) as ws:
+        assert ws.subprotocol == "rockstar.bearer"
+        await ws.send("hi")
+        assert await ws.recv() == "hi"
+    async with connect(daphne, "/ws/echo", subprotocols=["something-else"]) as ws:
+        assert ws.subprotocol is None  # nothing else is invented
