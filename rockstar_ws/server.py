@@ -216,6 +216,8 @@ class WebSocketServer:
         if ctx.route.authenticated:
             await self.auth_manager.authenticate(ctx)
             tenants.check_tenant_binding(ctx)
+            if ctx.tenant is None and ctx.request.tenant_id is not None and self.tenancy_enabled:
+                await tenants.check_token_tenant_active(ctx)
         elif ctx.subprotocol is None and ctx.request.subprotocols:
             # A browser that offers the token marker to a public route fails the handshake if no
             # offered subprotocol is accepted: accept the marker (never the token), ignore the token.

@@ -339,6 +339,42 @@ def invalidate() -> None:
     """Clear the host->tenant cache of every resolver in this process."""
     for resolver in list(_resolvers):
         resolver.invalidate()
+    _inactive_cache.clear()
+
+
+#: identifier -> (monotonic expiry, inactive?) for check_token_tenant_active.
+_inactive_cache: dict[str, tuple[float, bool]] = {}
+
+
+def _tenant_inactive(identifier: str) -> bool:
+    from .models import Tenant
+
+    return Tenant.objects.filter(identifier=identifier, is_active=False).exists()
+
+
+async def check_token_tenant_active(ctx: Context) -> None:
+    """On a host of no tenant, a token of a tenant that our model knows as inactive is refused (403).
+
+    Applies with the default model resolver only (a custom resolver's tenants need not be in our
+    model). Answers are cached for ``TENANT_CACHE_TTL`` and cleared with the host cache.
+    """
+    identifier = ctx.request.tenant_id
+    resolver = ctx.server.tenant_resolver
+    if ctx.tenant is not None or not identifier or getattr(resolver, "func", None) is not model_resolver:
+        return
+    now = time.monotonic()
+    cached = _inactive_cache.get(identifier)
+    if cached is not None and cached[0] > now:
+        inactive = cached[1]
+    else:
+        from channels.db import database_sync_to_async
+
+        inactive = await database_sync_to_async(_tenant_inactive)(identifier)
+        if len(_inactive_cache) > 10_000:
+            _inactive_cache.clear()
+        _inactive_cache[identifier] = (now + float(ws_settings.TENANT_CACHE_TTL), inactive)
+    if inactive:
+        raise Deny(403, "tenant inactive", log_detail=f"token tenant {identifier!r} is inactive")
 
 
 # -- handshake steps (called by server.handshake) ----------------------------------------------

@@ -255,6 +255,10 @@ async def test_inactive_tenant_in_embedded_mode_via_admin(server_env, tmp_path):
                 connect(server, "/ws/chat", host="tenant2.localhost") as t2:
             assert await chat(t1, "x") == "[tenant1] x"
             assert (await recv_json(t1_global))["tenant_id"] == "tenant1"
+            # a tenant1 token on a host of no tenant: the token's tenant, active, is admitted
+            token = make_token(1, "tenant1", [])
+            async with connect(server, f"/ws/tt/staff?token={token}") as no_host_tenant:
+                assert (await recv_json(no_host_tenant))["tenant_id"] == "tenant1"
             page = await asyncio.to_thread(admin_action, server, "deactivate_tenants", tenant_pk(env, "tenant1"))
             assert "1 tenant(s) deactivated" in page
             assert await closed_with(t1) == (4403, "tenant inactive")
@@ -265,9 +269,13 @@ async def test_inactive_tenant_in_embedded_mode_via_admin(server_env, tmp_path):
         assert await status_of(server, "/ws/chat", "tenant1.localhost") == 403
         assert await status_of(server, "/ws/tt/whoami", "tenant1.localhost") == 403
         assert (await ask(server, "events")).count("whoami:/ws/tt/whoami:tenant1") == ran_before == 1
+        # ... and its tokens are refused on hosts of no tenant too
+        assert await status_of(server, f"/ws/tt/staff?token={token}", f"127.0.0.1:{server.port}") == 403
         await asyncio.to_thread(admin_action, server, "activate_tenants", tenant_pk(env, "tenant1"))
         async with connect(server, "/ws/chat", host="tenant1.localhost") as t1:
             assert await chat(t1, "back") == "[tenant1] back"
+        async with connect(server, f"/ws/tt/staff?token={token}") as no_host_tenant:
+            assert (await recv_json(no_host_tenant))["tenant_id"] == "tenant1"
 
 
 async def test_inactive_tenant_in_embedded_mode_via_command_and_sweep(server_env, tmp_path):
