@@ -65,11 +65,13 @@ class HandshakeRateLimiter:
         self.rate = float(rate)
         self.burst = int(burst)
         self.exempt = frozenset(exempt)
-        #: The settings this limiter was built from (the server rebuilds it when they change).
-        self.settings: tuple[object, ...] = ()
         self.buckets: dict[str, TokenBucket] = {}
         self._prune_every = prune_every
         self._checks = 0
+
+    def built_from(self, rate: float, burst: int, exempt: Iterable[str]) -> bool:
+        """True when this limiter has these settings (the server rebuilds it when they change)."""
+        return (self.rate, self.burst, self.exempt) == (float(rate), int(burst), frozenset(exempt))
 
     def check(self, ip: str) -> None:
         """Count one handshake from ``ip``; raise ``Deny(429)`` when it is over the limit."""

@@ -288,11 +288,10 @@ class WebSocketServer:
         if not rate:
             return
         limiter = getattr(self, "_handshake_limiter", None)
-        if limiter is None or limiter.settings != (rate, burst, exempt):  # new, or settings changed
+        if limiter is None or not limiter.built_from(rate, burst, exempt):  # new, or settings changed
             from .ratelimit import HandshakeRateLimiter
 
             limiter = self._handshake_limiter = HandshakeRateLimiter(rate, burst, exempt)
-            limiter.settings = (rate, burst, exempt)
         limiter.check(ctx.request.remote_ip)
 
     def new_rate_limiter(self, conn: WebSocketConnection | None = None) -> Any:
