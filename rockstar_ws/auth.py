@@ -34,6 +34,7 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 
 from .conf import ws_settings
 from .errors import Deny
+from .logsafe import escape
 from .messages import TextMessage
 
 if TYPE_CHECKING:
@@ -429,8 +430,8 @@ class TokenGuard:
         conn = self.conn
         if conn is None or conn.closed:
             return
-        logger.info("closing %s%s (user %s): access token expired", self.ctx.request.host,
-                    self.ctx.request.path, self.ctx.request.user_id)
+        logger.info("closing %s%s (user %s): access token expired", escape(self.ctx.request.host),
+                    escape(self.ctx.request.path), escape(self.ctx.request.user_id))
         self._closing = asyncio.ensure_future(_close_quietly(conn, 4401, "token expired"))
 
     async def on_refresh(self, text: str) -> None:
@@ -444,14 +445,14 @@ class TokenGuard:
             raw = None
         if not isinstance(raw, str):
             logger.info("refresh on %s (user %s) refused: malformed refresh message",
-                        self.ctx.request.path, self.ctx.request.user_id)
+                        escape(self.ctx.request.path), escape(self.ctx.request.user_id))
             await _close_quietly(conn, 4400, "malformed refresh message")
             return
         try:
             exp = await self.manager.refresh(self.ctx, raw)
         except Deny as deny:
-            logger.info("refresh on %s (user %s) refused: %s (%s)", self.ctx.request.path,
-                        self.ctx.request.user_id, deny.reason, deny.log_detail)
+            logger.info("refresh on %s (user %s) refused: %s (%s)", escape(self.ctx.request.path),
+                        escape(self.ctx.request.user_id), escape(deny.reason), escape(deny.log_detail, 500))
             await _close_quietly(conn, deny.close_code, deny.reason)
             return
         if conn.closed:

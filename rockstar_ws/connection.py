@@ -17,6 +17,7 @@ from asgiref.sync import async_to_sync
 
 from .asgi_servers import ServerBridge
 from .errors import ConnectionClosed
+from .logsafe import escape
 from .messages import BinaryMessage, CloseCode, MessageType, TextMessage
 
 if TYPE_CHECKING:
@@ -238,7 +239,8 @@ class WebSocketConnection:
 
     def __repr__(self) -> str:
         state = ("connecting", "open", "closed")[self._state]
-        return f"<WebSocketConnection {self.remote_addr} {self.ctx.request.path} {state}>"
+        # Log lines name connections by this repr: the path is the client's text.
+        return f"<WebSocketConnection {escape(self.remote_addr)} {escape(self.ctx.request.path)} {state}>"
 
 
 class SyncConnection:

@@ -6,7 +6,7 @@ A connection's life, in order:
    the route is looked up (host routes first, then tenant routes, then global ones; 404).
 2. Handshake checks, none of which run user code: the upgrader (origin, 403), authentication
    (401/403) on authenticated routes, and connection limits (429). A refusal is sent as
-   refusals.py describes.
+   refusals.py describes; its log line escapes every client-controlled value (logsafe.py).
 3. Middleware runs, outermost first, around the rest; it may refuse by raising ``Deny``.
 4. The innermost step accepts the handshake, registers the connection, starts the handler as
    a task and pumps client messages into the connection's inbox (the hot path: one
@@ -32,6 +32,7 @@ from .connection import CLOSED, OPEN, SyncConnection, WebSocketConnection
 from .context import Context, Request
 from .errors import ConnectionClosed, Deny
 from .guard import new_guard
+from .logsafe import escape
 from .messages import BinaryMessage, CloseCode, TextMessage
 from .refusals import refuse
 from .routing import normalize_host
@@ -109,7 +110,7 @@ class RockstarConsumer(AsyncConsumer):
             await self._refuse(deny, request)
             return
         except Exception:
-            logger.exception("handshake of %s failed", request.path)
+            logger.exception("handshake of %s failed", escape(request.path))
             await self._refuse(Deny(500, "internal error"), request)
             return
 
@@ -142,8 +143,9 @@ class RockstarConsumer(AsyncConsumer):
 
     async def _refuse(self, deny: Deny, request: Request) -> None:
         refusal_logger.info(
-            "refused %s%s from %s: %s %s%s", request.host, request.path, request.remote_addr,
-            deny.status, deny.reason, f" ({deny.log_detail})" if deny.log_detail else "",
+            "refused %s%s from %s: %s %s%s", escape(request.host), escape(request.path),
+            escape(request.remote_addr), deny.status, escape(deny.reason),
+            f" ({escape(deny.log_detail, 500)})" if deny.log_detail else "",
         )
         self.server.stats.refused(deny)
         try:

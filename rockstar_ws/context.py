@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+from .logsafe import escape
+
 if TYPE_CHECKING:
     from .connection import WebSocketConnection
     from .routing import Route
@@ -172,7 +174,8 @@ class Context:
         await self.done.wait()
 
     def __repr__(self) -> str:
-        return f"<Context {self.request.host}{self.request.path} user={self.request.user_id!r}>"
+        r = self.request
+        return f"<Context {escape(r.host)}{escape(r.path)} user={escape(repr(r.user_id))}>"
 
 
 def _anonymous() -> Any:

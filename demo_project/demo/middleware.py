@@ -4,6 +4,7 @@ import logging
 import time
 
 from rockstar_ws import Context
+from rockstar_ws.logsafe import escape
 
 log = logging.getLogger("demo")
 
@@ -11,9 +12,10 @@ log = logging.getLogger("demo")
 async def ws_logging_middleware(ctx: Context, next):
     """Log when a connection starts and ends, with its duration."""
     start = time.monotonic()
-    log.info("WebSocket connection started: %s", ctx.request.remote_addr)
+    # remote_addr comes from X-Forwarded-For behind daphne's --proxy-headers: client text.
+    log.info("WebSocket connection started: %s", escape(ctx.request.remote_addr))
     try:
         return await next(ctx)
     finally:
-        log.info("WebSocket connection ended: %s (duration: %.3fs)", ctx.request.remote_addr,
+        log.info("WebSocket connection ended: %s (duration: %.3fs)", escape(ctx.request.remote_addr),
                  time.monotonic() - start)
