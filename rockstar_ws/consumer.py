@@ -2,8 +2,11 @@
 
 A connection's life, in order:
 
-1. ``websocket.connect`` arrives. The host resolves to a tenant (if tenancy is configured),
-   the route is looked up (host routes first, then tenant routes, then global ones; 404).
+1. ``websocket.connect`` arrives. The cheap checks come first, before any lookup
+   (precheck.py): the ``Host`` header against ``ALLOWED_HOSTS`` (400), the client IP's
+   handshake rate (429, unknown paths included), the subprotocol header (400). Then the host
+   resolves to a tenant (if tenancy is configured) and the route is looked up (host routes
+   first, then tenant routes, then global ones; 404).
 2. Handshake checks, none of which run user code: the upgrader (origin, 403), authentication
    (401/403) on authenticated routes, and connection limits (429). A refusal is sent as
    refusals.py describes; its log line escapes every client-controlled value (logsafe.py).
@@ -34,6 +37,7 @@ from .errors import ConnectionClosed, Deny
 from .guard import new_guard
 from .logsafe import escape
 from .messages import BinaryMessage, CloseCode, TextMessage
+from .precheck import check_selected_subprotocol, raw_subprotocols
 from .refusals import refuse
 from .routing import normalize_host
 from .shutdown import watch_daphne_shutdown
@@ -96,6 +100,7 @@ class RockstarConsumer(AsyncConsumer):
         ctx: Context | None = None
         release: Callable[[], Any] | None = None
         try:
+            server.precheck(scope, request)  # before any lookup: a flood of them costs no query
             tenant = await server.resolve_tenant(request) if server.tenancy_enabled else None
             found = server.routes.find(host, request.path, request.tenant_id)
             if found is None:
@@ -148,9 +153,13 @@ class RockstarConsumer(AsyncConsumer):
             f" ({escape(deny.log_detail, 500)})" if deny.log_detail else "",
         )
         self.server.stats.refused(deny)
+        # Close mode accepts before closing: only with a name the client sent verbatim, or the
+        # server could not complete even that handshake.
+        subprotocol = self.ctx.subprotocol if self.ctx is not None else None
+        if subprotocol is not None and subprotocol not in raw_subprotocols(self.scope):
+            subprotocol = None
         try:
-            await refuse(self.scope, self.base_send, deny, ws_settings.REFUSAL_MODE, self.bridge,
-                         self.ctx.subprotocol if self.ctx is not None else None)
+            await refuse(self.scope, self.base_send, deny, ws_settings.REFUSAL_MODE, self.bridge, subprotocol)
         except Exception:  # the client is gone already; nothing left to tell it
             pass
 
@@ -158,6 +167,9 @@ class RockstarConsumer(AsyncConsumer):
     async def _serve(self, ctx: Context) -> None:
         server = self.server
         route = ctx.route
+        # Middleware may have chosen the subprotocol: a name the client did not send verbatim
+        # would leave the handshake hanging with the connection already counted.
+        check_selected_subprotocol(self.scope, ctx.subprotocol)
         conn = WebSocketConnection(ctx, self.base_send, inbox_size=ws_settings.INBOX_SIZE, bridge=self.bridge)
         ctx.connection = conn
         self.conn = conn

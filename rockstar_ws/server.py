@@ -19,6 +19,7 @@ from django.utils.module_loading import import_string
 from . import tenants
 from .conf import ws_settings
 from .consumer import RockstarConsumer
+from .precheck import check_host, check_selected_subprotocol, check_subprotocol_header
 from .routing import Handler, Middleware, Route, RouteTable
 from .stats import Stats
 from .upgrader import Upgrader, effective_upgrader
@@ -202,12 +203,21 @@ class WebSocketServer:
             return None
         return await self.tenant_resolver(request)
 
+    def precheck(self, scope: dict[str, Any], request: Request) -> None:
+        """The checks that cost no lookup, run before the tenant and route lookups, in order:
+        the ``Host`` header against ``ALLOWED_HOSTS`` (400), the client IP's handshake rate
+        (429; every handshake past the host check counts, unknown paths too), and the
+        subprotocol header (400). Raises :class:`Deny`."""
+        check_host(scope)
+        self.check_handshake_rate(request)
+        check_subprotocol_header(scope)
+
     async def handshake(self, ctx: Context) -> Release | None:
         """Checks that run before any user code: upgrader (origin), authentication, admission.
 
-        Raises :class:`Deny`. Returns a coroutine function to call when the connection ends.
+        The cheap checks (:meth:`precheck`) have run already. Raises :class:`Deny`. Returns a
+        coroutine function to call when the connection ends.
         """
-        self.check_handshake_rate(ctx)
         ctx.upgrader = effective_upgrader(ctx.route, self.upgrader)
         if ctx.tenant is not None:
             tenants.apply_tenant_settings(ctx)
@@ -224,6 +234,8 @@ class WebSocketServer:
             marker = getattr(self._auth_manager, "subprotocol", None) or ws_settings.AUTH_SUBPROTOCOL
             if marker and marker in ctx.request.subprotocols:
                 ctx.subprotocol = marker
+        # Before admission counts the connection: an auth manager may have chosen the name.
+        check_selected_subprotocol(ctx.scope, ctx.subprotocol)
         releases: list[Release] = []
         try:
             for admit in self.admission:
@@ -282,8 +294,10 @@ class WebSocketServer:
         return effective_upgrader(None, self.upgrader).max_message_size or 0
 
     # -- protection (docs/protection.md) ----------------------------------------------------
-    def check_handshake_rate(self, ctx: Context) -> None:
-        """Count a handshake against its client IP's bucket (per process); ``Deny(429)`` over it."""
+    def check_handshake_rate(self, request: Request | Context) -> None:
+        """Count a handshake against its client IP's bucket (per process); ``Deny(429)`` over it.
+
+        Takes the handshake's :class:`Request` (or a :class:`Context`, for its request)."""
         rate, burst, exempt = ws_settings.HANDSHAKE_RATE, ws_settings.HANDSHAKE_BURST, ws_settings.HANDSHAKE_RATE_EXEMPT
         if not rate:
             return
@@ -292,7 +306,7 @@ class WebSocketServer:
             from .ratelimit import HandshakeRateLimiter
 
             limiter = self._handshake_limiter = HandshakeRateLimiter(rate, burst, exempt)
-        limiter.check(ctx.request.remote_ip)
+        limiter.check(getattr(request, "request", request).remote_ip)
 
     def new_rate_limiter(self, conn: WebSocketConnection | None = None) -> Any:
         """The connection's guard when the pump must see each message (rate limit or idle

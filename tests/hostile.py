@@ -16,9 +16,9 @@ KEY = base64.b64encode(b"0123456789abcdef").decode()
 
 def handshake(path: str, port: int, *, origin: str | None = None, version: str | None = "13",
               upgrade: bool = True, key: str | None = KEY, extra: list[str] | None = None,
-              end: bool = True) -> bytes:
+              end: bool = True, host: str | None = None) -> bytes:
     """A WebSocket upgrade request; each keyword removes or spoils one part of it."""
-    lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
+    lines = [f"GET {path} HTTP/1.1", f"Host: {host if host is not None else f'127.0.0.1:{port}'}"]
     if upgrade:
         lines += ["Upgrade: websocket", "Connection: Upgrade"]
     if key is not None:

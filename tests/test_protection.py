@@ -149,12 +149,17 @@ def test_refusal_says_why():
     assert "check_origin refused" in exc.value.log_detail
 
 
-async def test_server_handshake_applies_the_ip_rate():
+def test_server_precheck_applies_the_ip_rate_after_the_host_check():
     server = WebSocketServer()
+    scope = {"type": "websocket", "headers": [(b"host", b"localhost")]}
+    foreign = {"type": "websocket", "headers": [(b"host", b"evil.example")]}
     with override_settings(ROCKSTAR_WS={"HANDSHAKE_RATE": 1, "HANDSHAKE_BURST": 1, "HANDSHAKE_RATE_EXEMPT": []}):
-        await server.handshake(ctx_for(None, ip="9.9.9.9"))
         with pytest.raises(Deny) as exc:
-            await server.handshake(ctx_for(None, ip="9.9.9.9"))
+            server.precheck(foreign, ctx_for(None, ip="9.9.9.9").request)
+        assert exc.value.status == 400  # refused before the rate: the bucket is still full
+        server.precheck(scope, ctx_for(None, ip="9.9.9.9").request)
+        with pytest.raises(Deny) as exc:
+            server.precheck(scope, ctx_for(None, ip="9.9.9.9").request)
         assert exc.value.status == 429
 
 

@@ -103,3 +103,23 @@ def sync_json(ctx: Context, conn) -> None:
 
 
 ws.register_route("/ws/p/sync-json", sync_json)
+
+
+# -- handshake hardening (tests/test_hardening_e2e.py) -------------------------------------------
+@ws.route("/ws/p/greeter")
+async def greeter(ctx: Context, conn: WebSocketConnection) -> None:
+    """Writes at once: on a handshake the server never completed, the write would fail."""
+    record(f"greeter:{conn.subprotocol}")
+    await conn.write_message(TextMessage, f"hello {conn.subprotocol}")
+    async for t, data in conn:
+        await conn.write_message(t, data)
+
+
+async def picks_unoffered_subprotocol(ctx: Context, next):
+    record("picker-mw")
+    ctx.subprotocol = "never.offered"
+    return await next(ctx)
+
+
+ws.register_route("/ws/p/bad-pick", greeter, [picks_unoffered_subprotocol])
+ws.register_route("/ws/p/chat-v1", greeter, upgrader=Upgrader(subprotocols=["chat.v1"]))
