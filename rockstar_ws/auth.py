@@ -441,7 +441,7 @@ class TokenGuard:
         try:
             message = json.loads(text)
             raw = message["rockstar.refresh"] if isinstance(message, dict) and len(message) == 1 else None
-        except (ValueError, KeyError):
+        except (ValueError, KeyError, RecursionError):  # RecursionError: nested too deep to parse
             raw = None
         if not isinstance(raw, str):
             logger.info("refresh on %s (user %s) refused: malformed refresh message",

@@ -9,6 +9,7 @@ only connection opened between two readings is the probe's own.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +19,7 @@ from tests.client import connect
 from tests.conftest import probe, start_server
 from tests.hostile import RawClient
 from tests.servers import ServerProcess
-from tests.test_protection_e2e import protect_env
+from tests.test_protection_e2e import closed_with, protect_env
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -223,3 +224,27 @@ async def test_the_handshake_rate_counts_unknown_paths_and_comes_before_the_look
     await wait_for_log(server, "refused 127.0.0.1/ws/nowhere from 127.0.0.1")
     assert server.output().count("429 too many handshakes") == 2
 
+
+# -- item 8: deep JSON ------------------------------------------------------------------------
+@pytest.mark.parametrize("payload", ["[" * 100_000 + "]" * 100_000, "not json", '{"text": [' * 5_000])
+async def test_a_demo_room_closes_1007_on_json_it_cannot_read(daphne, payload):
+    async with connect(daphne, "/ws/rooms/deep-json") as ws:
+        assert json.loads(await ws.recv())["type"] == "welcome"
+        await ws.send(payload)
+        assert await closed_with(ws) == 1007
+        assert ws.close_reason == "invalid JSON"
+    assert "RecursionError" not in daphne.output()
+
+
+async def test_a_refresh_message_nested_too_deep_closes_4400(daphne, server_env):
+    """The token-refresh message is JSON the library parses itself: too deep is malformed too."""
+    from rockstar_ws.tokens import access_token_for
+    from tests.auth_helpers import probe_id, user_ids, with_token
+
+    token = str(access_token_for(user_ids(server_env)["alice"], scopes=["chat:read"], tenant="tenant1"))
+    async with connect(daphne, with_token("/ws/test/auth/any", token, probe_id())) as ws:
+        await ws.recv()
+        await ws.send('{"rockstar.refresh": ' + "[" * 100_000 + "]" * 100_000 + "}")
+        assert await closed_with(ws) == 4400
+        assert ws.close_reason == "malformed refresh message"
+    assert "RecursionError" not in daphne.output()

@@ -3,7 +3,7 @@
 import json
 from datetime import UTC, datetime
 
-from rockstar_ws import Context, InvalidGroupName, TextMessage, WebSocketConnection
+from rockstar_ws import ConnectionClosed, Context, InvalidGroupName, TextMessage, WebSocketConnection
 from rockstar_ws import default_server as ws
 
 from .middleware import ws_logging_middleware
@@ -58,6 +58,7 @@ async def chat(ctx: Context, conn: WebSocketConnection) -> None:
 
 
 # Rooms for the browser chat at /chat/<room>/: JSON in ({"name", "text"}), JSON out to the room.
+# Anything that is not JSON closes the connection with 1007 (conn.read_json).
 @ws.route("/ws/rooms/<slug:room>")
 async def chat_room(ctx: Context, conn: WebSocketConnection) -> None:
     room = ctx.request.path_params["room"]
@@ -72,12 +73,10 @@ async def chat_room(ctx: Context, conn: WebSocketConnection) -> None:
     await conn.write_json({"type": "welcome", "room": room, "members": await ws.group_size(group)})
     await _presence(group, "joined")
     try:
-        async for _message_type, data in conn:
-            text = data if isinstance(data, str) else data.decode("utf-8", "replace")
-            try:
-                body = json.loads(text)
-            except ValueError:
-                body = {"text": text}
+        while True:
+            # Not JSON, or nested too deep to parse: read_json closes with 1007 and raises
+            # ConnectionClosed, which ends the loop.
+            body = await conn.read_json()
             if not isinstance(body, dict) or not str(body.get("text", "")).strip():
                 continue
             name = account or str(body.get("name") or "guest").strip()[:40] or "guest"
@@ -85,6 +84,8 @@ async def chat_room(ctx: Context, conn: WebSocketConnection) -> None:
                 "type": "message", "name": name, "text": str(body["text"])[:2000],
                 "at": datetime.now(UTC).isoformat(timespec="seconds"),
             }))
+    except ConnectionClosed:
+        pass
     finally:
         await conn.leave(group)
         await _presence(group, "left")
