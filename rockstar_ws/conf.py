@@ -57,6 +57,10 @@ _TABLE: dict[str, tuple[Any, str]] = {
     "TENANT_CACHE_SIZE": (10000, "Hosts kept in the per-process tenant cache (oldest dropped first)."),
     "TENANT_TOKEN_CLAIM": ("tenant_id", "Token claim holding the tenant id; on a tenant's host an authenticated route admits only tokens whose claim equals that tenant."),
     "TENANT_SWEEP_INTERVAL": (30.0, "Seconds between re-checks of the tenants of open connections (closes those of tenants made inactive where no signal fired, 4403). 0: off."),
+    "TENANT_POLL_INTERVAL": (0.5, "Seconds between reads of the tenant tables' version stamp (tenants' count and latest `updated`, "
+                                  "hosts' count and highest id) in a process whose channel layer does not reach other processes "
+                                  "(embedded mode): a change made elsewhere (manage.py ws_tenant) clears the cache and closes an "
+                                  "inactive tenant's connections within this time. 0: off."),
     "TENANT_CONTROL_GROUP": ("rockstar_ws.tenants", "Channel-layer group through which tenant changes reach every server process (cache cleared, inactive tenants' connections closed)."),
 
     # -- live connections and limits (docs/connections.md) --

@@ -515,6 +515,12 @@ class _Control:
             self.tasks.append(loop.create_task(self._listen(layer)))
         if float(ws_settings.TENANT_SWEEP_INTERVAL) > 0:
             self.tasks.append(loop.create_task(self._sweep_forever()))
+        from .groups import _crosses_processes
+
+        if float(ws_settings.TENANT_POLL_INTERVAL) > 0 and not _crosses_processes(layer):
+            # No broadcast reaches this process from another one (the management command, a
+            # second web process): a cheap version read stands in for it.
+            self.tasks.append(loop.create_task(self._poll_forever()))
 
     async def _listen(self, layer: Any) -> None:
         group = ws_settings.TENANT_CONTROL_GROUP
@@ -553,6 +559,26 @@ class _Control:
         if message.get("close"):
             await _close_tenants(message.get("identifiers") or ())
 
+    async def _poll_forever(self) -> None:
+        from channels.db import database_sync_to_async
+
+        read = database_sync_to_async(_tenant_tables_version)
+        seen: tuple[Any, ...] | None = None
+        while True:
+            if any(getattr(s.tenant_resolver, "func", None) is model_resolver for s in list(_servers)):
+                try:
+                    version = await read()
+                except Exception:
+                    logger.debug("reading the tenant tables' version failed", exc_info=True)
+                else:
+                    if seen is not None and version != seen:
+                        # Something changed somewhere: forget every answer and re-check open
+                        # connections now (sweep() closes those of inactive or removed tenants).
+                        invalidate()
+                        await sweep()
+                    seen = version
+            await asyncio.sleep(float(ws_settings.TENANT_POLL_INTERVAL))
+
     async def _sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(float(ws_settings.TENANT_SWEEP_INTERVAL))
@@ -563,6 +589,18 @@ class _Control:
 
 
 _control = _Control()
+
+
+def _tenant_tables_version() -> tuple[Any, ...]:
+    """A stamp that changes with every tenant or host row written (two aggregate queries on
+    small tables). ``Tenant.updated`` is ``auto_now`` and ``TenantQuerySet.deactivate()`` sets it."""
+    from django.db.models import Count, Max
+
+    from .models import Tenant, TenantHost
+
+    tenants = Tenant.objects.aggregate(n=Count("pk"), last=Max("updated"))
+    hosts = TenantHost.objects.aggregate(n=Count("pk"), last=Max("pk"))
+    return tenants["n"], tenants["last"], hosts["n"], hosts["last"]
 
 
 async def sweep() -> int:
