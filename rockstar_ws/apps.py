@@ -13,11 +13,17 @@ class RockstarWsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers system checks)
+        from . import checks, registry, tenants  # noqa: F401  (registers their system checks)
+
+        # A broken configuration stops the process here (daphne, uvicorn and runserver import the
+        # app before they listen), with the text `manage.py check` prints, instead of answering
+        # every handshake with a 500. `manage.py check` itself reports the errors instead.
+        if checks.reporting_command() and checks.configuration_errors():
+            return
+        checks.raise_for_configuration_errors()
         from .loading import load_routes
 
         load_routes()
-        from . import tenants
         from .registry import install as install_registry
         from .server import default_server
 

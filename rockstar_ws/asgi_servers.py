@@ -43,6 +43,9 @@ class ServerBridge:
         """Refuse the handshake with a real HTTP status if the server allows it; False if not."""
         return False
 
+    def denial_sent(self) -> None:
+        """Called once a ``websocket.http.response`` denial is fully sent."""
+
 
 class DaphneBridge(ServerBridge):
     """daphne: close frames with any code and a reason, real refusal statuses, buffer sizes."""
@@ -76,8 +79,32 @@ class DaphneBridge(ServerBridge):
         deferred.errback(ConnectionDeny(code=status, reason=reason))
         del p.handshake_deferred
         p.server.protocol_disconnected(p)
-        p.server.log_action("websocket", "rejected", {"path": p.request.path, "client_addr": p.client_addr})
+        # The same details daphne's own serverReject() passes: its access log and runserver's
+        # logger format them with "%(client)s" (a missing key prints a "Logging error" traceback).
+        client = "{}:{}".format(*p.client_addr) if p.client_addr else None
+        p.server.log_action("websocket", "rejected", {"path": p.request.path, "client": client})
         return True
+
+
+class UvicornSansIOBridge(ServerBridge):
+    """uvicorn's default ``websockets-sansio`` protocol: a denial response that does not log an error.
+
+    It never marks the handshake complete after a ``websocket.http.response`` denial, so every
+    refusal ends with ``ERROR ASGI callable returned without completing handshake`` (its wsproto
+    protocol does mark it; upstream fix proposed in Kludex/uvicorn#3138). Marking it here, once the
+    body is on the wire, is what that fix does.
+    """
+
+    name = "uvicorn"
+
+    def __init__(self, send: Send, protocol: Any) -> None:
+        super().__init__(send)
+        self.protocol = protocol
+
+    def denial_sent(self) -> None:
+        p = self.protocol
+        if getattr(p, "initial_response", None) is not None and getattr(p, "handshake_complete", True) is False:
+            p.handshake_complete = True
 
 
 def bridge_for(send: Send) -> ServerBridge:
@@ -91,6 +118,8 @@ def bridge_for(send: Send) -> ServerBridge:
             break
         # Channels' InstanceSessionWrapper.send passes messages on to ``real_send``.
         owner = getattr(inner, "__self__", None)
+        if type(owner).__module__ == "uvicorn.protocols.websockets.websockets_sansio_impl":
+            return UvicornSansIOBridge(send, owner)
         nxt = getattr(owner, "real_send", None)
         if nxt is None:
             break

@@ -1,13 +1,75 @@
-"""Django system checks for rockstar_ws (ids ``rockstar_ws.E0xx`` / ``W0xx``)."""
+"""Django system checks for rockstar_ws (ids ``rockstar_ws.E0xx`` / ``W0xx``).
+
+The errors among them also stop a server at start: :func:`raise_for_configuration_errors`
+(called by ``AppConfig.ready()``) raises ``ImproperlyConfigured`` with the text ``manage.py check``
+prints, so a broken configuration never serves a connection (docs/settings.md).
+"""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, Info, Warning, register
+from django.core.checks import CheckMessage, Error, Info, Warning, register
+from django.core.exceptions import ImproperlyConfigured
 
-from .conf import ws_settings
+from .conf import DEFAULTS, ws_settings
+
+#: Numeric keys a check of their own validates with a more specific message.
+_CHECKED_ELSEWHERE = {"MAX_MESSAGE_SIZE", "MESSAGE_RATE", "MESSAGE_BURST", "HANDSHAKE_RATE", "HANDSHAKE_BURST",
+                      "IDLE_TIMEOUT", "WRITE_TIMEOUT", "WRITE_BUFFER_LIMIT", "TENANT_CACHE_TTL",
+                      "TENANT_SWEEP_INTERVAL", "MAX_CONNECTIONS", "MAX_CONNECTIONS_PER_TENANT",
+                      "MAX_CONNECTIONS_PER_USER", "MAX_CONNECTIONS_PER_IP"}
+
+
+def _type_errors() -> list[Any]:
+    """Every key whose default is a number or a bool must hold one (a string is never coerced)."""
+    out: list[Any] = []
+    for key, default in DEFAULTS.items():
+        if key in _CHECKED_ELSEWHERE or key not in ws_settings.user_settings:
+            continue
+        value = ws_settings.user_settings[key]
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                out.append(Error(f"ROCKSTAR_WS[{key!r}] is {value!r}", hint="Use True or False.",
+                                 id="rockstar_ws.E004"))
+        elif isinstance(default, int | float):
+            whole = isinstance(default, int)
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not number or value < 0 or (whole and value != int(value)):
+                out.append(Error(f"ROCKSTAR_WS[{key!r}] is {value!r}",
+                                 hint=f"Use a {'whole number' if whole else 'number'} >= 0 (default {default!r}).",
+                                 id="rockstar_ws.E003"))
+    return out
+
+
+def configuration_errors() -> list[CheckMessage]:
+    """The errors (not warnings, not silenced) of every check tagged ``rockstar_ws``."""
+    from django.core.checks.registry import registry
+
+    errors = [m for m in registry.run_checks(tags=["rockstar_ws"]) if m.is_serious() and not m.is_silenced()]
+    unreadable = [m for m in errors if m.id == "rockstar_ws.E001"]
+    return unreadable or errors  # unknown keys make every other check repeat the same message
+
+
+def format_errors(errors: list[CheckMessage]) -> str:
+    """The errors as ``manage.py check`` prints them (id, message, hint)."""
+    lines = [f"ROCKSTAR_WS is misconfigured ({len(errors)} error(s); `manage.py check` lists them too):"]
+    lines += [str(m) for m in errors]
+    return "\n".join(lines)
+
+
+def reporting_command() -> bool:
+    """True under ``manage.py check``: it reports the errors with ids and hints instead of dying on them."""
+    return len(sys.argv) > 1 and sys.argv[1] == "check"
+
+
+def raise_for_configuration_errors() -> None:
+    """Raise ``ImproperlyConfigured`` with every configuration error (called at start-up)."""
+    errors = configuration_errors()
+    if errors:
+        raise ImproperlyConfigured(format_errors(errors))
 
 
 @register("rockstar_ws")
@@ -21,6 +83,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     if ws_settings.REFUSAL_MODE not in ("http", "close"):
         errors.append(Error(f"ROCKSTAR_WS['REFUSAL_MODE'] is {ws_settings.REFUSAL_MODE!r}",
                             hint="Use 'http' or 'close'.", id="rockstar_ws.E002"))
+    errors.extend(_type_errors())
     layers = getattr(settings, "CHANNEL_LAYERS", {}) or {}
     if ws_settings.CHANNEL_LAYER not in layers:
         errors.append(Warning(

@@ -37,6 +37,7 @@ from .errors import ConnectionClosed, Deny
 from .guard import new_guard
 from .logsafe import escape
 from .messages import BinaryMessage, CloseCode, TextMessage
+from .outage import outage
 from .precheck import check_selected_subprotocol, raw_subprotocols
 from .refusals import refuse
 from .routing import normalize_host
@@ -313,10 +314,11 @@ class RockstarConsumer(AsyncConsumer):
                 message = await layer.receive(channel)
                 delay = 0.2
             except Exception as exc:  # e.g. Redis went away: keep the connection, retry with backoff
-                (logger.warning if delay == 0.2 else logger.debug)(
-                    "channel-layer receive for %s failed: %r; retrying in %.1fs", conn, exc, delay)
+                # One report per outage for the process, not a line per connection and retry.
+                outage.failed("channel layer", "receiving a connection's channel messages", exc, holds=False,
+                              log=logger)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, 2.0)
                 continue
             try:
                 kind = message.get("type")

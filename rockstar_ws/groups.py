@@ -40,6 +40,7 @@ from .conf import ws_settings
 from .connection import OPEN
 from .errors import ConnectionClosed
 from .messages import BinaryMessage, CloseCode, TextMessage
+from .outage import outage
 
 if TYPE_CHECKING:
     from .connection import WebSocketConnection
@@ -63,7 +64,8 @@ _LAYER_NAME_LIMIT = 99  # channels' BaseChannelLayer.MAX_NAME_LENGTH is 100, exc
 _MESSAGE_TYPE = "rockstar.broadcast"
 _MAX_BATCH = 256  # messages of one group in one layer message
 _REDIS_SLOTS = 8  # concurrent Redis operations of one hub (keeps the pool small under bursts)
-_RETRY_MIN, _RETRY_MAX = 0.2, 5.0
+# The retry backoff's cap is the rejoin window after Redis comes back (docs/broadcast.md).
+_RETRY_MIN, _RETRY_MAX = 0.2, 2.0
 
 
 class InvalidGroupName(ValueError):
@@ -455,7 +457,10 @@ class GroupHub:
     def _publish(self, group: str, payload: list[Any], done: asyncio.Future[None] | None) -> None:
         if len(self._outbox) >= ws_settings.GROUP_PUBLISH_QUEUE_SIZE:
             self.stats["publish_failed"] += 1
-            logger.error("broadcast to group %r did not reach other processes: %d broadcasts are already "
+            if outage.active:  # counted, and reported once on recovery
+                outage.count("broadcasts stayed in this process")
+            else:
+                logger.error("broadcast to group %r did not reach other processes: %d broadcasts are already "
                          "waiting for the channel layer (GROUP_PUBLISH_QUEUE_SIZE)", group, len(self._outbox))
             if done is not None:
                 done.set_exception(BroadcastError("the channel layer is not keeping up; broadcast not sent"))
@@ -492,6 +497,7 @@ class GroupHub:
             except Exception as exc:
                 error = exc
                 self.stats["publish_failed"] += len(items)
+                outage.count("broadcasts stayed in this process", len(items))
                 self._layer_failed(f"{len(items)} broadcast(s) to group {group!r} did not reach other processes", exc)
             for d in waiters:
                 if d is not None and not d.done():
@@ -529,21 +535,27 @@ class GroupHub:
         """Count updates (coalesced), periodic re-adds and pruning, and recovery after errors."""
         last_refresh = time.monotonic()
         delay = _RETRY_MIN
+        just_failed = False
         while True:
-            timeout = delay if self._resync else max(0.0, self._interval() - (time.monotonic() - last_refresh))
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._wake.wait()
-                await asyncio.sleep(0.05)  # let a burst of joins and leaves coalesce
-            except TimeoutError:
-                pass
+            if just_failed:
+                # The backoff was slept already; waiting again (others' failures set _wake) would
+                # stretch the rejoin window after Redis comes back to several times the cap.
+                just_failed = False
+            else:
+                timeout = max(0.0, self._interval() - (time.monotonic() - last_refresh))
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
+                    await asyncio.sleep(0.05)  # let a burst of joins and leaves coalesce
+                except TimeoutError:
+                    pass
             self._wake.clear()
             try:
                 if self._resync or time.monotonic() - last_refresh >= self._interval():
                     await self._refresh()
                     last_refresh = time.monotonic()
                     if self._resync:
-                        logger.warning("channel layer reachable again: group memberships of this process re-added")
+                        logger.debug("channel layer reachable again: group memberships of this process re-added")
                     self._resync = False
                     self._layer_ok()
                     delay = _RETRY_MIN
@@ -554,8 +566,8 @@ class GroupHub:
             except Exception as exc:
                 self._layer_failed("refreshing group memberships", exc)
                 await asyncio.sleep(delay)
-                self._wake.clear()
                 delay = min(delay * 2, _RETRY_MAX)
+                just_failed = True
 
     async def _refresh(self) -> None:
         """Re-add every group with local members (so group_expiry or a Redis restart never drops a
@@ -626,7 +638,7 @@ class GroupHub:
         except BroadcastError as exc:
             if strict:
                 raise
-            logger.warning("%s; counting this process's members only", exc)
+            outage.failed("channel layer", "reading member counts", exc, holds=False, log=logger)
             return local
         return local + others
 
@@ -635,18 +647,14 @@ class GroupHub:
         self.stats["layer_errors"] += 1
         self._resync = True
         self._wake.set()
-        now = time.monotonic()
         if self._failing_since is None:
-            self._failing_since = now
-            logger.error("channel layer failed while %s: %r; local delivery goes on, cross-process "
-                         "delivery resumes when the layer is back", what, exc)
-        else:
-            logger.error("channel layer still failing (%.0fs) while %s: %r", now - self._failing_since, what, exc)
+            self._failing_since = time.monotonic()
+        outage.failed("channel layer", what, exc, log=logger)
 
     def _layer_ok(self) -> None:
         if self._failing_since is not None:
-            logger.warning("channel layer answers again after %.1fs", time.monotonic() - self._failing_since)
             self._failing_since = None
+            outage.recovered("channel layer", log=logger)
 
 
 async def _close_quietly(conn: WebSocketConnection, code: int, reason: str) -> None:
@@ -731,7 +739,8 @@ async def broadcast(server: WebSocketServer, group: str, message_type: int, data
     try:
         await layer.group_send(lg, message)
     except Exception as exc:
-        logger.error("broadcast to group %r did not reach the channel layer: %r", group, exc)
+        outage.failed("channel layer", f"broadcasting to group {group!r}", exc, holds=False, log=logger)
+        outage.count("broadcasts not sent")
         if strict:
             raise BroadcastError(f"broadcast to {group!r} not sent: {exc!r}") from exc
     return 0
@@ -757,5 +766,5 @@ async def group_size(server: WebSocketServer, group: str, *, strict: bool = Fals
     except BroadcastError as exc:
         if strict:
             raise
-        logger.warning("%s; answering 0", exc)
+        outage.failed("channel layer", "reading member counts", exc, holds=False, log=logger)
         return 0

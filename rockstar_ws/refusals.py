@@ -48,6 +48,8 @@ async def refuse(scope: Mapping[str, Any], send: Send, deny: Deny, mode: str = "
                         (b"content-length", str(len(body)).encode())],
         })
         await send({"type": "websocket.http.response.body", "body": body})
+        if bridge is not None:
+            bridge.denial_sent()
         return
     # A server without either way turns this into HTTP 403; WebsocketCommunicator shows the code.
     await send({"type": "websocket.close", "code": deny.close_code})

@@ -39,6 +39,7 @@ from django.utils.module_loading import import_string
 
 from .conf import ws_settings
 from .errors import Deny
+from .outage import outage
 
 if TYPE_CHECKING:
     from .context import Context
@@ -399,16 +400,14 @@ class RedisRegistry(LocalRegistry):
         self.last_error = f"{type(exc).__name__}: {exc}"
         if self.redis_ok:
             self.redis_ok = False
-            logger.error("live registry: Redis at %s failed during %s (%s); connections are still served, "
-                         "counted and limited in this process only until Redis answers again",
-                         _safe_url(self.url), what, self.last_error)
+            # One WARNING per outage for the whole process (rockstar_ws.outage), not one per subsystem.
+            outage.failed(f"live registry at {_safe_url(self.url)}", what, exc, log=logger)
 
     def _recovered(self) -> None:
         if not self.redis_ok:
             self.redis_ok = True
             self.last_error = ""
-            logger.warning("live registry: Redis at %s answers again; cluster-wide counts resume",
-                           _safe_url(self.url))
+            outage.recovered(f"live registry at {_safe_url(self.url)}", log=logger)
 
     def _ensure_heartbeat(self) -> None:
         beat = self._beat

@@ -23,6 +23,7 @@ client, a custom resolver's own data).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
@@ -38,6 +39,7 @@ from django.utils.module_loading import import_string
 
 from .conf import ws_settings
 from .errors import Deny, ImproperlyConfigured
+from .outage import outage
 
 if TYPE_CHECKING:
     from .connection import WebSocketConnection
@@ -61,6 +63,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("rockstar_ws.tenants")
+#: Backoff of the control channel's retries while the layer fails (the same cap as the group hub's).
+_RETRY_MIN, _RETRY_MAX = 0.2, 2.0
 
 #: Close code of an open connection whose tenant was deactivated or deleted (4000 + 403, the
 #: same number ``REFUSAL_MODE = "close"`` uses for a refused handshake: "not allowed, do not retry").
@@ -515,43 +519,83 @@ class _Control:
             self.tasks.append(loop.create_task(self._listen(layer)))
         if float(ws_settings.TENANT_SWEEP_INTERVAL) > 0:
             self.tasks.append(loop.create_task(self._sweep_forever()))
+        from .groups import _crosses_processes
+
+        if float(ws_settings.TENANT_POLL_INTERVAL) > 0 and not _crosses_processes(layer):
+            # No broadcast reaches this process from another one (the management command, a
+            # second web process): a cheap version read stands in for it.
+            self.tasks.append(loop.create_task(self._poll_forever()))
 
     async def _listen(self, layer: Any) -> None:
         group = ws_settings.TENANT_CONTROL_GROUP
         channel = await layer.new_channel()
-        refresher = asyncio.ensure_future(self._stay_in_group(layer, group, channel))
+        rejoin = asyncio.Event()
+        refresher = asyncio.ensure_future(self._stay_in_group(layer, group, channel, rejoin))
+        delay = _RETRY_MIN
         try:
             while True:
                 try:
                     message = await layer.receive(channel)
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    logger.exception("tenant control channel failed; retrying in 1s")
-                    await asyncio.sleep(1)
+                except Exception as exc:
+                    # Counted in the process's one outage report (rockstar_ws.outage), no traceback.
+                    outage.failed("channel layer", "receiving tenant changes", exc, holds=False, log=logger)
+                    rejoin.set()  # a restarted Redis has forgotten the group
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _RETRY_MAX)
                     continue
+                delay = _RETRY_MIN
                 if message.get("type") == CONTROL_MESSAGE:
                     await self.handle(message)
         finally:
             refresher.cancel()
 
-    async def _stay_in_group(self, layer: Any, group: str, channel: str) -> None:
-        # channels-redis forgets group members after group_expiry (a day by default): re-add hourly.
+    async def _stay_in_group(self, layer: Any, group: str, channel: str, rejoin: asyncio.Event) -> None:
+        # channels-redis forgets group members after group_expiry (a day by default): re-add hourly,
+        # and at once after the receive loop failed (Redis restarted empty).
+        delay = _RETRY_MIN
         while True:
             try:
                 await layer.group_add(group, channel)
-            except Exception:
-                logger.exception("could not join the tenant control group %r", group)
-                await asyncio.sleep(5)
+            except Exception as exc:
+                outage.failed("channel layer", f"joining the tenant control group {group!r}", exc, holds=False,
+                              log=logger)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX)
                 continue
+            delay = _RETRY_MIN
             self.joined.set()
-            await asyncio.sleep(3600)
+            rejoin.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(3600):
+                    await rejoin.wait()
 
     async def handle(self, message: Mapping[str, Any]) -> None:
         """Apply a control message: clear the caches, close connections of closed tenants."""
         invalidate()
         if message.get("close"):
             await _close_tenants(message.get("identifiers") or ())
+
+    async def _poll_forever(self) -> None:
+        from channels.db import database_sync_to_async
+
+        read = database_sync_to_async(_tenant_tables_version)
+        seen: tuple[Any, ...] | None = None
+        while True:
+            if any(getattr(s.tenant_resolver, "func", None) is model_resolver for s in list(_servers)):
+                try:
+                    version = await read()
+                except Exception:
+                    logger.debug("reading the tenant tables' version failed", exc_info=True)
+                else:
+                    if seen is not None and version != seen:
+                        # Something changed somewhere: forget every answer and re-check open
+                        # connections now (sweep() closes those of inactive or removed tenants).
+                        invalidate()
+                        await sweep()
+                    seen = version
+            await asyncio.sleep(float(ws_settings.TENANT_POLL_INTERVAL))
 
     async def _sweep_forever(self) -> None:
         while True:
@@ -563,6 +607,18 @@ class _Control:
 
 
 _control = _Control()
+
+
+def _tenant_tables_version() -> tuple[Any, ...]:
+    """A stamp that changes with every tenant or host row written (two aggregate queries on
+    small tables). ``Tenant.updated`` is ``auto_now`` and ``TenantQuerySet.deactivate()`` sets it."""
+    from django.db.models import Count, Max
+
+    from .models import Tenant, TenantHost
+
+    tenants = Tenant.objects.aggregate(n=Count("pk"), last=Max("updated"))
+    hosts = TenantHost.objects.aggregate(n=Count("pk"), last=Max("pk"))
+    return tenants["n"], tenants["last"], hosts["n"], hosts["last"]
 
 
 async def sweep() -> int:

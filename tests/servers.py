@@ -62,6 +62,9 @@ class ServerProcess:
         if self.kind == "uvicorn":
             return [str(BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
                     "--lifespan", "off", *self.args, self.app]
+        if self.kind == "runserver":  # daphne's runserver, as the demo runs it
+            return [sys.executable, str(ROOT / "manage.py"), "runserver", "--noreload",
+                    f"127.0.0.1:{self.port}", *self.args]
         raise ValueError(self.kind)
 
     def start(self) -> ServerProcess:

@@ -235,8 +235,8 @@ async def test_redis_unavailable_fails_open_with_local_counts(server_factory, st
         # Limits still hold in this process (the probe is the second connection from 127.0.0.1).
         async with connect(server, "/ws/test/probe") as _probe:
             assert (await refused(server))[0] == 429
-    assert "live registry: Redis at" in server.output()
-    assert server.output().count("live registry: Redis at") == 1  # loud once per outage, not per connection
+    assert "Redis unreachable (live registry at redis://" in server.output()
+    assert server.output().count("Redis unreachable") == 1  # loud once per outage, not per connection
 
 
 # -- limits -------------------------------------------------------------------------------
@@ -391,4 +391,4 @@ async def test_redis_outage_serves_locally_then_resyncs(server_factory, staff, o
     data = await wait_live(server, staff, lambda d: d["total"] == 0)
     assert data["mode"] == "cluster" and data["total"] == 0
     log = server.output()
-    assert "live registry: Redis at" in log and "answers again" in log
+    assert "live registry at redis://" in log and "Redis answers again after" in log

@@ -58,3 +58,39 @@ def test_docs_settings_page_is_current():
 
     page = Path(__file__).resolve().parent.parent / "docs" / "settings.md"
     assert page.read_text() == settings_markdown(), "run: python -m rockstar_ws.conf > docs/settings.md"
+
+
+def test_unknown_key_suggests_the_closest_known_one():
+    with override_settings(ROCKSTAR_WS={"INBOX_SIZ": 3, "max_connections": 1, "ZZZQ": 1}):
+        with pytest.raises(ImproperlyConfigured) as caught:
+            _ = ws_settings.INBOX_SIZE
+    message = str(caught.value)
+    assert "'INBOX_SIZ' (did you mean 'INBOX_SIZE'?)" in message
+    assert "'max_connections' (did you mean 'MAX_CONNECTIONS'?)" in message
+    assert "'ZZZQ'," in message and "'ZZZQ' (did you mean" not in message
+
+
+@pytest.mark.parametrize(("ws", "error_id"), [
+    ({"INBOX_SIZE": "lots"}, "rockstar_ws.E003"),
+    ({"INBOX_SIZE": 2.5}, "rockstar_ws.E003"),
+    ({"GROUP_REFRESH_INTERVAL": -1}, "rockstar_ws.E003"),
+    ({"CLOSE_TIMEOUT": True}, "rockstar_ws.E003"),
+    ({"LIVE_REGISTRY": "false"}, "rockstar_ws.E004"),
+    ({"GROUP_OVERFLOW": "explode"}, "rockstar_ws.E060"),
+])
+def test_bad_values_are_configuration_errors_with_the_check_text(ws, error_id):
+    from rockstar_ws.checks import configuration_errors, raise_for_configuration_errors
+
+    with override_settings(ROCKSTAR_WS=ws):
+        errors = configuration_errors()
+        assert [e.id for e in errors] == [error_id]
+        with pytest.raises(ImproperlyConfigured) as caught:
+            raise_for_configuration_errors()
+    assert str(errors[0]) in str(caught.value)
+
+
+def test_good_values_are_no_configuration_error():
+    from rockstar_ws.checks import configuration_errors
+
+    with override_settings(ROCKSTAR_WS={"INBOX_SIZE": 10, "CLOSE_TIMEOUT": 2, "LIVE_REGISTRY": False}):
+        assert configuration_errors() == []

@@ -292,6 +292,34 @@ async def test_inactive_tenant_in_embedded_mode_via_command_and_sweep(server_env
         assert await wait_status(server, "/ws/chat", "tenant2.localhost", 403) == 403
 
 
+async def test_embedded_mode_deactivation_by_the_command_takes_effect_within_a_second(server_env, tmp_path):
+    """One daphne on the in-memory layer; ``ws_tenant deactivate`` runs in another process. The
+    sweep is off and the cache TTL long, so only the tenant tables' version poll
+    (TENANT_POLL_INTERVAL, 0.5 s) can carry the change: open connections close with 4403 and new
+    handshakes are refused within about a second."""
+    import time
+
+    env = copy_env(server_env, tmp_path, ROCKSTAR_TEST_TENANT_SWEEP="0", ROCKSTAR_TEST_TENANT_TTL="300")
+    with ServerProcess("daphne", env=env, log_dir=tmp_path) as server:
+        async with connect(server, "/ws/chat", host="tenant2.localhost") as t2, \
+                connect(server, "/ws/chat", host="tenant1.localhost") as t1:
+            assert await chat(t2, "x") == "[tenant2] x"
+            assert await chat(t1, "x") == "[tenant1] x"
+            assert await status_of(server, "/ws/chat", "tenant2.localhost") is None  # cached as active
+            await asyncio.to_thread(manage, env, "ws_tenant", "deactivate", "tenant2")
+            done = time.monotonic()
+            assert await closed_with(t2, timeout=10) == (4403, "tenant inactive")
+            closed_after = time.monotonic() - done
+            assert await status_of(server, "/ws/chat", "tenant2.localhost") == 403
+            refused_after = time.monotonic() - done
+            assert await chat(t1, "y") == "[tenant1] y"
+        print(f"embedded deactivation: closed after {closed_after:.2f}s, next handshake refused after "
+              f"{refused_after:.2f}s")
+        # 1 s is the documented bound; the margin is for a loaded 2-core machine, not for the design
+        assert closed_after < 2.5 and refused_after < 3.0
+        assert "Traceback" not in server.output()
+
+
 async def test_inactive_tenant_across_two_processes_sharing_redis(server_env, tmp_path, redis_url):
     """Two daphne processes on one Redis: a deactivation made by the management command (a third
     process) closes the tenant's connections in both and refuses new ones in both at once (the sweep
