@@ -1,4 +1,4 @@
-"""Real servers for end-to-end tests: daphne or uvicorn processes on free loopback ports."""
+"""Real servers for end-to-end tests: daphne, uvicorn or granian processes on free loopback ports."""
 
 from __future__ import annotations
 
@@ -62,7 +62,11 @@ class ServerProcess:
         if self.kind == "uvicorn":
             return [str(BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
                     "--lifespan", "off", *self.args, self.app]
-        raise ValueError(self.kind)
+        if self.kind == "granian":
+            # One worker, no access log: the same shape as the other two kinds.
+            return [str(BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(self.port),
+                    "--workers", "1", "--no-access-log", *self.args, self.app]
+        raise ValueError(f"unknown server kind {self.kind!r}: daphne, uvicorn or granian")
 
     def start(self) -> ServerProcess:
         self.log = open(self.log_path, "wb")
