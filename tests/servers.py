@@ -63,7 +63,7 @@ class ServerProcess:
             return [str(BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
                     "--lifespan", "off", *self.args, self.app]
         if self.kind == "granian":
-            # One worker, no access log: the same shape as the other two kinds.
+            # One worker (a child process of granian's), no access log: the shape of the other two kinds.
             return [str(BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(self.port),
                     "--workers", "1", "--no-access-log", *self.args, self.app]
         raise ValueError(f"unknown server kind {self.kind!r}: daphne, uvicorn or granian")
