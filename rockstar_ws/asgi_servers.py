@@ -6,10 +6,16 @@ every refused handshake (no ``websocket.http.response``, daphne#486). When rocks
 daphne it talks to daphne's protocol object for those three things, exactly as daphne itself does
 for an application crash (``sendCloseFrame``) and a rejection (``ConnectionDeny``). Anything it
 does not recognise falls back to plain ASGI messages.
+
+Under uvicorn it reads the protocol's transport for two things plain ASGI lacks: how many bytes
+are written but unsent (so ``WRITE_BUFFER_LIMIT`` and ``GROUP_MAX_BUFFERED_BYTES`` hold there
+too), and a way to drop a client that does not read, whose close frame would otherwise wait
+behind the data it never takes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -35,9 +41,28 @@ class ServerBridge:
             message["reason"] = reason
         await self.send(message)
 
+    async def close_or_drop(self, code: int, reason: str = "", wait: float = 1.0) -> None:
+        """Close; when the close frame cannot be written within ``wait`` seconds (it queues
+        behind data a client does not read) drop the TCP connection where the server allows it."""
+        try:
+            async with asyncio.timeout(wait):
+                await self.close(code, reason)
+        except TimeoutError:
+            self.abort()
+
     def buffered_bytes(self) -> int:
         """Bytes written to this client that the server has not sent yet (0 when unknown)."""
         return 0
+
+    def pause_reading(self) -> None:
+        """Stop reading the client's socket (servers that read without being asked: daphne)."""
+
+    def resume_reading(self) -> None:
+        """Undo :meth:`pause_reading`."""
+
+    def abort(self) -> bool:
+        """Drop the TCP connection at once; False when the server gives no way to."""
+        return False
 
     def refuse(self, status: int, reason: str) -> bool:
         """Refuse the handshake with a real HTTP status if the server allows it; False if not."""
@@ -69,6 +94,25 @@ class DaphneBridge(ServerBridge):
             return 0
         return len(getattr(transport, "dataBuffer", b"")) + int(getattr(transport, "_tempDataLen", 0))
 
+    def pause_reading(self) -> None:
+        # daphne queues every message it reads for the application without bound: only
+        # Twisted's producer pause makes the pump's wait reach the client as TCP back-pressure.
+        transport = getattr(self.protocol, "transport", None)
+        if transport is not None and getattr(self.protocol, "state", None) == self.protocol.STATE_OPEN:
+            transport.pauseProducing()
+
+    def resume_reading(self) -> None:
+        transport = getattr(self.protocol, "transport", None)
+        if transport is not None and getattr(transport, "connected", False):
+            transport.resumeProducing()
+
+    def abort(self) -> bool:
+        transport = getattr(self.protocol, "transport", None)
+        if transport is None:
+            return False
+        transport.abortConnection()
+        return True
+
     def refuse(self, status: int, reason: str) -> bool:
         p = self.protocol
         deferred = getattr(p, "handshake_deferred", None)
@@ -86,13 +130,13 @@ class DaphneBridge(ServerBridge):
         return True
 
 
-class UvicornSansIOBridge(ServerBridge):
-    """uvicorn's default ``websockets-sansio`` protocol: a denial response that does not log an error.
+class UvicornBridge(ServerBridge):
+    """uvicorn: plain ASGI messages, plus its transport's write buffer and abort.
 
-    It never marks the handshake complete after a ``websocket.http.response`` denial, so every
-    refusal ends with ``ERROR ASGI callable returned without completing handshake`` (its wsproto
-    protocol does mark it; upstream fix proposed in Kludex/uvicorn#3138). Marking it here, once the
-    body is on the wire, is what that fix does.
+    Its default ``websockets-sansio`` protocol never marks the handshake complete after a
+    ``websocket.http.response`` denial, so every refusal ends with ``ERROR ASGI callable returned
+    without completing handshake`` (its wsproto protocol does mark it; upstream fix proposed in
+    Kludex/uvicorn#3138). Marking it here, once the body is on the wire, is what that fix does.
     """
 
     name = "uvicorn"
@@ -106,6 +150,17 @@ class UvicornSansIOBridge(ServerBridge):
         if getattr(p, "initial_response", None) is not None and getattr(p, "handshake_complete", True) is False:
             p.handshake_complete = True
 
+    def buffered_bytes(self) -> int:
+        transport = getattr(self.protocol, "transport", None)
+        return transport.get_write_buffer_size() if transport is not None else 0
+
+    def abort(self) -> bool:
+        transport = getattr(self.protocol, "transport", None)
+        if transport is None:
+            return False
+        transport.abort()
+        return True
+
 
 def bridge_for(send: Send) -> ServerBridge:
     """The bridge for the server that handed us ``send`` (through Channels' session wrapper too)."""
@@ -118,8 +173,8 @@ def bridge_for(send: Send) -> ServerBridge:
             break
         # Channels' InstanceSessionWrapper.send passes messages on to ``real_send``.
         owner = getattr(inner, "__self__", None)
-        if type(owner).__module__ == "uvicorn.protocols.websockets.websockets_sansio_impl":
-            return UvicornSansIOBridge(send, owner)
+        if type(owner).__module__.startswith("uvicorn.protocols.websockets") and hasattr(owner, "transport"):
+            return UvicornBridge(send, owner)
         nxt = getattr(owner, "real_send", None)
         if nxt is None:
             break

@@ -120,7 +120,8 @@ def check_auth(app_configs: Any = None, **kwargs: Any) -> list[Any]:
 
 # -- protection (docs/protection.md) --------------------------------------------------------
 _NUMERIC_LIMITS = ("MAX_MESSAGE_SIZE", "MESSAGE_RATE", "MESSAGE_BURST", "HANDSHAKE_RATE", "HANDSHAKE_BURST",
-                   "IDLE_TIMEOUT", "WRITE_TIMEOUT", "WRITE_BUFFER_LIMIT")
+                   "IDLE_TIMEOUT", "WRITE_TIMEOUT", "WRITE_BUFFER_LIMIT",
+                   "INBOX_MAX_BYTES")
 DAPHNE_MAX_MESSAGE_SIZE = 1024 * 1024
 
 

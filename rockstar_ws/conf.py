@@ -27,6 +27,8 @@ _TABLE: dict[str, tuple[Any, str]] = {
                              "'close': accept, then close at once with 4000+status (4401, 4403, 4404, 4429) so browsers can tell reasons apart."),
     "CHANNEL_LAYER": ("default", "Alias of the Channels layer used for per-connection channels and cross-process broadcast."),
     "INBOX_SIZE": (256, "Messages a connection buffers for a handler that is not reading; over it the connection closes with 1008."),
+    "INBOX_MAX_BYTES": (1048576, "Bytes (characters for text) of client messages a connection buffers for its handler; at it the "
+                                 "server stops reading that client until the handler catches up (TCP back-pressure, no close). 0: no limit."),
     "SYNC_HANDLER_THREADS": (64, "Threads for plain `def` handlers; each one holds a thread for its connection's life."),
     "HANDLER_CLOSE_TIMEOUT": (5.0, "Seconds a handler may keep running after its client left before it is cancelled."),
     "CLOSE_TIMEOUT": (5.0, "Seconds to wait for the client's closing handshake after the server closed."),

@@ -1,7 +1,10 @@
 """One WebSocket connection, as a handler sees it (the reference's ``WebSocketConnection``).
 
 Messages from the client are pumped into a small inbox by the consumer (see consumer.py); a
-handler reads them with ``await conn.read_message()`` or ``async for``. Reads and writes after
+handler reads them with ``await conn.read_message()`` or ``async for``. The inbox is bounded in
+messages (``INBOX_SIZE``: over it the connection closes with 1008) and in bytes
+(``INBOX_MAX_BYTES``: at it the pump stops reading until the handler catches up, so the server's
+own back-pressure reaches the client; docs/protection.md). Reads and writes after
 the connection has ended raise :class:`~rockstar_ws.errors.ConnectionClosed`.
 """
 
@@ -16,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import async_to_sync
 
 from .asgi_servers import ServerBridge
+from .conf import ws_settings
 from .errors import ConnectionClosed
 from .logsafe import escape
 from .messages import BinaryMessage, CloseCode, MessageType, TextMessage
@@ -38,17 +42,23 @@ class WebSocketConnection:
     idempotent. ``remote_addr`` and ``local_addr`` are ``"ip:port"`` strings.
     """
 
-    __slots__ = ("ctx", "_send", "_bridge", "_inbox", "_inbox_size", "_waiter", "_state", "close_code",
-                 "close_reason", "channel_name", "subprotocol", "groups", "_on_close", "_guard", "__weakref__")
+    __slots__ = ("ctx", "_send", "_bridge", "_inbox", "_inbox_size", "_inbox_bytes", "_inbox_max_bytes", "_room",
+                 "_waiter", "_state", "close_code", "close_reason", "channel_name", "subprotocol", "groups",
+                 "_on_close", "_guard", "__weakref__")
 
     def __init__(self, ctx: Context, send: Callable[[dict[str, Any]], Awaitable[None]],
-                 *, inbox_size: int = 256, bridge: ServerBridge | None = None) -> None:
+                 *, inbox_size: int = 256, inbox_max_bytes: int = 0,
+                 bridge: ServerBridge | None = None) -> None:
         self.ctx = ctx
         self._send = send
         self._bridge = bridge or ServerBridge(send)
         # Created by the first message: an idle connection does not hold an empty deque (~760 B).
         self._inbox: deque[Message] | None = None
         self._inbox_size = inbox_size
+        #: Bytes (characters for text) of the messages in the inbox; the pump pauses at the bound.
+        self._inbox_bytes = 0
+        self._inbox_max_bytes = inbox_max_bytes
+        self._room: asyncio.Future[None] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._state = CONNECTING
         #: Close code once closed: the client's, the server's, or 1006 when the client vanished.
@@ -81,17 +91,40 @@ class WebSocketConnection:
 
     # -- fed by the consumer (hot path) --------------------------------------------------
     def _feed(self, message: Message) -> bool:
-        """Queue a client message for the handler. False when the inbox is full."""
+        """Queue a client message for the handler. False when the inbox is full in messages
+        (``INBOX_SIZE``); the byte bound is the pump's to wait on (:meth:`_wait_for_room`)."""
         inbox = self._inbox
         if inbox is None:
             inbox = self._inbox = deque()
         elif len(inbox) >= self._inbox_size:
             return False
         inbox.append(message)
+        # len() of the str for text, like read_message() subtracts: the count never drifts.
+        self._inbox_bytes += len(message[1])
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
         return True
+
+    @property
+    def _inbox_full(self) -> bool:
+        """True when the inbox holds ``INBOX_MAX_BYTES`` or more: the pump must stop reading."""
+        limit = self._inbox_max_bytes
+        return bool(limit) and self._inbox_bytes >= limit
+
+    async def _wait_for_room(self) -> None:
+        """Wait until the handler has read the inbox below ``INBOX_MAX_BYTES``, or the connection ended."""
+        while self._inbox_full and self._state != CLOSED:
+            room = self._room = asyncio.get_running_loop().create_future()
+            try:
+                await room
+            finally:
+                self._room = None
+
+    def _wake_pump(self) -> None:
+        room = self._room
+        if room is not None and not room.done():
+            room.set_result(None)
 
     def _mark_closed(self, code: int, reason: str = "") -> None:
         if self._state == CLOSED:
@@ -102,6 +135,7 @@ class WebSocketConnection:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        self._wake_pump()
         for callback in self._on_close:
             try:
                 callback(self)
@@ -121,7 +155,12 @@ class WebSocketConnection:
         """
         while True:
             if self._inbox:
-                return self._inbox.popleft()
+                message = self._inbox.popleft()
+                data = message[1]
+                self._inbox_bytes -= len(data)
+                if self._room is not None and not self._inbox_full:
+                    self._wake_pump()
+                return message
             if self._state == CLOSED:
                 raise ConnectionClosed(self.close_code or CloseCode.NO_STATUS, self.close_reason)
             waiter = asyncio.get_running_loop().create_future()
@@ -173,8 +212,8 @@ class WebSocketConnection:
         was_open = self._state == OPEN
         self._mark_closed(code, reason)
         if was_open:
-            try:
-                await self._bridge.close(code, reason[:120])
+            try:  # a client that never reads would hold the close frame (and us) behind its data
+                await self._bridge.close_or_drop(code, reason[:120], float(ws_settings.CLOSE_TIMEOUT) or 1.0)
             except Exception:  # the transport is already gone: the close has happened anyway
                 pass
 

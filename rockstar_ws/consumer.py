@@ -171,7 +171,8 @@ class RockstarConsumer(AsyncConsumer):
         # Middleware may have chosen the subprotocol: a name the client did not send verbatim
         # would leave the handshake hanging with the connection already counted.
         check_selected_subprotocol(self.scope, ctx.subprotocol)
-        conn = WebSocketConnection(ctx, self.base_send, inbox_size=ws_settings.INBOX_SIZE, bridge=self.bridge)
+        conn = WebSocketConnection(ctx, self.base_send, inbox_size=ws_settings.INBOX_SIZE,
+                                   inbox_max_bytes=ws_settings.INBOX_MAX_BYTES, bridge=self.bridge)
         ctx.connection = conn
         self.conn = conn
         conn._guard = new_guard(conn, ctx.upgrader or effective_upgrader(route, server.upgrader), self.bridge)
@@ -302,9 +303,25 @@ class RockstarConsumer(AsyncConsumer):
                         continue
                 if not feed(item):
                     await conn.close(CloseCode.POLICY_VIOLATION, "inbox overflow")
+                elif conn._inbox_full:
+                    await self._hold(conn)
             elif mtype == "websocket.disconnect":
                 conn._mark_closed(message.get("code", CloseCode.ABNORMAL), message.get("reason") or "")
                 return
+
+    async def _hold(self, conn: WebSocketConnection) -> None:
+        """Stop reading until the handler has read the inbox below ``INBOX_MAX_BYTES``.
+
+        Not a close: a slow handler keeps its client, which is slowed by TCP instead (uvicorn and
+        granian stop reading a socket whose messages the application does not take; daphne is
+        paused through its transport). See docs/protection.md.
+        """
+        bridge = self.bridge
+        bridge.pause_reading()
+        try:
+            await conn._wait_for_room()
+        finally:
+            bridge.resume_reading()
 
     async def _listen(self, layer: Any, channel: str, conn: WebSocketConnection) -> None:
         """Messages for this connection arriving through the channel layer."""

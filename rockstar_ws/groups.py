@@ -21,8 +21,10 @@ How a broadcast travels:
 Slow clients: on daphne, ``send`` never waits (Twisted buffers without bound), so members are
 written directly in order and daphne's buffer for each client is checked against
 ``GROUP_MAX_BUFFERED_BYTES``. On other servers ``send`` waits for the socket, so each member gets a
-writer task fed by a queue of at most ``GROUP_QUEUE_SIZE`` messages. Over either limit,
-``GROUP_OVERFLOW`` decides: ``"close"`` (close code 1013) or ``"drop"`` (skip the message).
+writer task fed by a queue of at most ``GROUP_QUEUE_SIZE`` messages and ``GROUP_MAX_BUFFERED_BYTES``
+bytes (queued, plus what the server holds unsent where the bridge can see it), and one write may
+wait at most ``WRITE_TIMEOUT``. Over any limit, ``GROUP_OVERFLOW`` decides: ``"close"`` (close code
+1013) or ``"drop"`` (skip the message).
 """
 
 from __future__ import annotations
@@ -177,8 +179,8 @@ class _Prepared:
 class _Member:
     """One connection's delivery state: direct (daphne) or a bounded queue with a writer task."""
 
-    __slots__ = ("conn", "send", "bridge", "protocol", "direct", "queue", "waiter", "writer", "overflowing",
-                 "dropped")
+    __slots__ = ("conn", "send", "bridge", "protocol", "direct", "queue", "queued_bytes", "sending_since", "waiter",
+                 "writer", "overflowing", "dropped")
 
     def __init__(self, conn: WebSocketConnection) -> None:
         self.conn = conn
@@ -189,6 +191,9 @@ class _Member:
         self.protocol = getattr(self.bridge, "protocol", None)
         self.direct = getattr(self.bridge, "name", "") == "daphne" and hasattr(self.protocol, "sendPreparedMessage")
         self.queue: deque[dict[str, Any]] = deque()
+        self.queued_bytes = 0
+        #: monotonic time the writer's current send started (0: not sending).
+        self.sending_since = 0.0
         self.waiter: asyncio.Future[None] | None = None
         self.writer: asyncio.Task[None] | None = None
         self.overflowing = False
@@ -282,6 +287,7 @@ class GroupHub:
         member = self._members.pop(conn, None)
         if member is not None:
             member.queue.clear()
+            member.queued_bytes = 0
             self._wake_writer(member)
         if self.layer is not None and self.node_channel is not None:
             for group in groups:
@@ -326,6 +332,8 @@ class GroupHub:
         count = 0
         limit = ws_settings.GROUP_MAX_BUFFERED_BYTES
         qsize = ws_settings.GROUP_QUEUE_SIZE
+        write_timeout = float(ws_settings.WRITE_TIMEOUT)
+        now = time.monotonic
         prepared = _Prepared(msg)
         for member in tuple(members):
             conn = member.conn
@@ -346,7 +354,16 @@ class GroupHub:
                 if len(member.queue) >= qsize:
                     self._overflow(member, f"{len(member.queue)} messages queued")
                     continue
+                if limit:
+                    held = member.queued_bytes + member.bridge.buffered_bytes()
+                    if held > limit:
+                        self._overflow(member, f"{held} bytes queued")
+                        continue
+                if write_timeout and member.sending_since and now() - member.sending_since > write_timeout:
+                    self._overflow(member, f"a write waited {write_timeout:g}s")
+                    continue
                 member.queue.append(msg)
+                member.queued_bytes += _size(msg)
                 if member.writer is None:
                     member.writer = self.loop.create_task(self._write_loop(member))
                 else:
@@ -374,13 +391,19 @@ class GroupHub:
                     finally:
                         member.waiter = None
                     continue
+                msg = queue.popleft()
+                member.queued_bytes -= _size(msg)
+                member.sending_since = time.monotonic()
                 try:
-                    await send(queue.popleft())
+                    await send(msg)
                 except Exception as exc:  # the client is gone; its close follows
                     logger.debug("writing a broadcast to %s failed: %r", conn, exc)
                     return
+                finally:
+                    member.sending_since = 0.0
         finally:
             queue.clear()
+            member.queued_bytes = 0
             member.writer = None
 
     def _overflow(self, member: _Member, why: str) -> None:
@@ -396,6 +419,9 @@ class GroupHub:
         self.stats["slow_closed"] += 1
         logger.warning("group member %s is not reading (%s): closing it with 1013", conn, why)
         member.queue.clear()
+        member.queued_bytes = 0
+        if member.writer is not None:  # its send may wait forever on a client that does not read
+            member.writer.cancel()
         was_open = conn._state == OPEN
         conn._mark_closed(CloseCode.TRY_AGAIN_LATER, "too slow")  # runs _connection_closed
         if was_open:
@@ -658,8 +684,8 @@ class GroupHub:
 
 
 async def _close_quietly(conn: WebSocketConnection, code: int, reason: str) -> None:
-    try:
-        await conn._bridge.close(code, reason)
+    try:  # the close frame queues behind what the member does not read: dropped after 1 s
+        await conn._bridge.close_or_drop(code, reason, 1.0)
     except Exception:  # the transport is gone already
         pass
 

@@ -54,7 +54,8 @@ class ConnectionGuard:
         self.bridge = bridge
         self._closing: asyncio.Future[None] | None = None
         # daphne's send never blocks (it buffers): the byte limit guards it. Other servers' send
-        # blocks on a client that does not read: the timeout guards them.
+        # blocks on a client that does not read: the timeout guards them, and the byte limit too
+        # where the bridge can see the server's buffer (uvicorn's transport).
         self._blocking_send = bridge.name != "daphne"
         self.write_timeout = float(upgrader.write_timeout or 0) if self._blocking_send else 0.0
         self.buffer_limit = int(upgrader.write_buffer_limit or 0)
@@ -164,9 +165,8 @@ class ConnectionGuard:
         logger.warning("closing %s: the client does not read (%s)", conn, why)
         if self._blocking_send:
             conn._mark_closed(CloseCode.TRY_AGAIN_LATER, "client too slow")
-            try:  # the close frame queues behind what the client does not read; do not wait long
-                async with asyncio.timeout(1.0):
-                    await self.bridge.close(CloseCode.TRY_AGAIN_LATER, "client too slow")
+            try:  # the close frame queues behind what the client does not read: drop it after 1 s
+                await self.bridge.close_or_drop(CloseCode.TRY_AGAIN_LATER, "client too slow", 1.0)
             except Exception:
                 pass
         else:

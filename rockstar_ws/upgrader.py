@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from .context import Context
     from .routing import Route
 
-__all__ = ["RATE_LIMIT_POLICIES", "Upgrader", "default_check_origin", "origin_refusal", "settings_upgrader"]
+__all__ = ["RATE_LIMIT_POLICIES", "Upgrader", "default_check_origin", "malformed_origin", "origin_refusal",
+           "settings_upgrader"]
 
 RATE_LIMIT_POLICIES = ("close", "close-4429", "drop")
 
@@ -47,6 +48,29 @@ def _origin_host(origin: str) -> str | None:
     if parts.scheme not in ("http", "https") or not hostname:
         return None
     return hostname.lower()
+
+
+def malformed_origin(origin: str) -> str | None:
+    """Why ``origin`` is not an Origin header at all (for the log), or None when it is one.
+
+    The same test as daphne's handshake parser (autobahn's ``_url_to_origin``), which answers
+    400 before the application sees the handshake: rockstar_ws answers 400 too on the servers
+    that hand it such a handshake, so an empty or host-less Origin gets one status everywhere.
+    ``null`` and ``file://`` origins are well formed (and refused with 403 by the origin check).
+    """
+    value = origin.strip()
+    if value.lower() == "null":
+        return None
+    try:
+        parts = urlsplit(value)
+        if parts.scheme.lower() == "file":
+            return None
+        hostname, _port = parts.hostname, parts.port
+    except ValueError as exc:
+        return f"Origin {origin[:100]!r} cannot be parsed ({exc})"
+    if not hostname:
+        return f"Origin {origin[:100]!r} has no host part"
+    return None
 
 
 def origin_refusal(ctx: Context, allowed_origins: Sequence[str] | None = None,
@@ -149,7 +173,13 @@ class Upgrader:
         return replace(self, **changes) if changes else self
 
     def check(self, ctx: Context) -> None:
-        """Raise ``Deny(403)`` when the handshake may not upgrade (the log says why); pick the subprotocol."""
+        """Raise ``Deny(403)`` when the handshake may not upgrade (the log says why), ``Deny(400)``
+        for an Origin header that is not an origin (empty, no host); pick the subprotocol."""
+        origin = ctx.request.origin
+        if origin is not None:
+            malformed = malformed_origin(origin)
+            if malformed is not None:
+                raise Deny(400, "invalid Origin header", log_detail=malformed)
         if self.check_origin is not None:
             why = None if self.check_origin(ctx) else f"check_origin refused Origin {ctx.request.origin!r}"
         else:

@@ -1,4 +1,4 @@
-"""Real servers for end-to-end tests: daphne or uvicorn processes on free loopback ports."""
+"""Real servers for end-to-end tests: daphne, uvicorn or granian processes on free loopback ports."""
 
 from __future__ import annotations
 
@@ -65,7 +65,11 @@ class ServerProcess:
         if self.kind == "runserver":  # daphne's runserver, as the demo runs it
             return [sys.executable, str(ROOT / "manage.py"), "runserver", "--noreload",
                     f"127.0.0.1:{self.port}", *self.args]
-        raise ValueError(self.kind)
+        if self.kind == "granian":
+            # One worker (a child process of granian's), no access log: the shape of the other two kinds.
+            return [str(BIN / "granian"), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(self.port),
+                    "--workers", "1", "--no-access-log", *self.args, self.app]
+        raise ValueError(f"unknown server kind {self.kind!r}: daphne, uvicorn, granian or runserver")
 
     def start(self) -> ServerProcess:
         self.log = open(self.log_path, "wb")

@@ -536,6 +536,31 @@ async def test_slow_reader_under_uvicorn_overflows_its_queue(server_factory):
     slow.close()
 
 
+@pytest.mark.parametrize("kind", ["daphne", "uvicorn", "granian"])
+async def test_member_that_never_reads_is_closed_by_the_byte_bound_on_every_server(server_factory, kind):
+    """Default GROUP_QUEUE_SIZE (1000) and GROUP_MAX_BUFFERED_BYTES (4 MiB): 300 broadcasts of
+    64 KiB (19 MB) to a member that never reads. On daphne its buffer, elsewhere its queue plus the
+    server's buffer, passes 4 MiB long before 1000 messages: closed with 1013, the others served."""
+    server = server_factory(kind, env={"ROCKSTAR_TEST_WS_SETTINGS": json.dumps({"MESSAGE_RATE": 0})})
+    group = f"slow-bytes-{kind}"
+    fast = await member(server, group)
+    slow = stalled_member(server, group)
+    sender = await member(server, group)
+    count, pad = 300, 64 * 1024
+    await flood(sender, count, pad)
+    assert len(await fast.take(count, timeout=60)) == count
+    assert len(await sender.take(count, timeout=60)) == count
+    # closed by the hub, then counted once its connection has ended (the socket is still held)
+    st = await eventually(lambda: _stats_if(server, lambda s: s["groups"].get("slow_closed")
+                                            and s["closed"].get("1013")), timeout=40)
+    assert st is not None, f"{kind}: the member that never reads was not closed"
+    assert st["groups"]["slow_closed"] == 1 and st["closed"].get("1013") == 1, st
+    assert (await fast.ask("size"))["local"] == 2
+    for m in (fast, sender):
+        await m.close()
+    slow.close()
+
+
 # -- Redis goes away and comes back --------------------------------------------------------------
 class PrivateRedis:
     """A redis-server of this test only, on a free port (the shared one is never touched)."""
