@@ -127,8 +127,10 @@ def _check_since(offset: int, limit: int | None) -> None:
         raise ValueError(f"limit must be None or an int >= 1, got {limit!r}")
 
 
-def _recovery(pubs: list[Publication], top: int, epoch: str, since_epoch: str, offset: int) -> Recovery:
-    """Decide ``recovered`` from what the store read: contiguous from ``offset + 1``, same epoch."""
+def _recovery(pubs: list[Publication], top: int, epoch: str, since_epoch: str, offset: int,
+              limit: int | None) -> Recovery:
+    """Decide ``recovered`` from what the store read: same epoch, contiguous from ``offset + 1``
+    up to the top (or to ``limit`` publications)."""
     position = Position(top, epoch)
     if since_epoch != epoch or offset > top:
         return Recovery([], False, position)
@@ -141,6 +143,8 @@ def _recovery(pubs: list[Publication], top: int, epoch: str, since_epoch: str, o
         expected += 1
     if not pubs:  # offset < top and nothing left: every later publication is gone
         return Recovery([], False, position)
+    if pubs[-1].offset < top and (limit is None or len(pubs) < limit):
+        return Recovery([], False, position)  # the read stopped at an expired publication
     return Recovery(pubs, True, position)
 
 
@@ -256,7 +260,7 @@ class MemoryHistoryStore(HistoryStore):
                             pubs.append(Publication(off, stream.epoch, data))
                         else:
                             break
-            return _recovery(pubs, stream.top, stream.epoch, epoch, offset)
+            return _recovery(pubs, stream.top, stream.epoch, epoch, offset, limit)
 
     async def position(self, group: str) -> Position:
         """See :meth:`HistoryStore.position`."""
@@ -346,7 +350,8 @@ return {top, epoch, out}
 def redis_from_config(config: RedisConfig, **defaults: object) -> Redis:
     """A ``redis.asyncio.Redis`` client from a URL or a channels-redis host dict (Sentinel too).
 
-    ``defaults`` are connection options applied unless the config sets them (timeouts, ...).
+    ``defaults`` are connection options applied unless the config sets them (timeouts, ...). A
+    URL gets a blocking pool of ``max_connections`` (100) that waits up to ``timeout`` (10 s).
     Raises ``ImproperlyConfigured`` naming the fix when the shape is wrong.
     """
     from redis import asyncio as aioredis
@@ -356,7 +361,11 @@ def redis_from_config(config: RedisConfig, **defaults: object) -> Redis:
         if not config.startswith(("redis://", "rediss://", "unix://")):
             raise ImproperlyConfigured(
                 f"history Redis URL must start with redis://, rediss:// or unix://, got {config!r}")
-        return aioredis.Redis.from_url(config, **defaults)  # type: ignore[arg-type]
+        options = {"max_connections": 100, "timeout": 10.0, **defaults}
+        # Blocking: a burst of appends waits for a free connection instead of failing with
+        # redis-py's MaxConnectionsError (see rockstar_ws/layers.py).
+        pool = aioredis.BlockingConnectionPool.from_url(config, **options)  # type: ignore[arg-type]
+        return aioredis.Redis(connection_pool=pool)
     if not isinstance(config, Mapping):
         raise ImproperlyConfigured(
             "history Redis must be a URL ('redis://host:6379/0') or a dict: {'address': url} or "
@@ -440,7 +449,7 @@ class RedisHistoryStore(HistoryStore):
                         bytes(data) if _text(binary) == "1" else bytes(data).decode())
             for entry_id, data, binary in entries
         ]
-        return _recovery(pubs, int(top), current_epoch, epoch, offset)
+        return _recovery(pubs, int(top), current_epoch, epoch, offset, limit)
 
     async def position(self, group: str) -> Position:
         """See :meth:`HistoryStore.position` (one round trip; reads no publication)."""
