@@ -14,13 +14,25 @@ from rockstar_ws.pubsub.history import (
     RedisHistoryStore,
     history_store_from_config,
 )
+from rockstar_ws.pubsub.permissions import Action, Permissions, Principal, Refusal, RefusalCode, Rule, namespaced
+from rockstar_ws.pubsub.recovery import CatchUp, LiveMerge, Unrecoverable
 
 __all__ = [
+    "Action",
+    "CatchUp",
     "HistoryStore",
+    "LiveMerge",
     "MemoryHistoryStore",
+    "Permissions",
     "Position",
+    "Principal",
     "Publication",
     "Recovery",
     "RedisHistoryStore",
+    "Refusal",
+    "RefusalCode",
+    "Rule",
+    "Unrecoverable",
     "history_store_from_config",
+    "namespaced",
 ]

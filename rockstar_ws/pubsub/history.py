@@ -364,7 +364,7 @@ def redis_from_config(config: RedisConfig, **defaults: object) -> Redis:
         options = {"max_connections": 100, "timeout": 10.0, **defaults}
         # Blocking: a burst of appends waits for a free connection instead of failing with
         # redis-py's MaxConnectionsError (see rockstar_ws/layers.py).
-        pool = aioredis.BlockingConnectionPool.from_url(config, **options)  # type: ignore[arg-type]
+        pool = aioredis.BlockingConnectionPool.from_url(config, **options)
         return aioredis.Redis(connection_pool=pool)
     if not isinstance(config, Mapping):
         raise ImproperlyConfigured(
@@ -398,8 +398,9 @@ def redis_from_config(config: RedisConfig, **defaults: object) -> Redis:
         pairs.append((item[0], item[1]))
     if sentinel_kwargs is not None and not isinstance(sentinel_kwargs, Mapping):
         raise ImproperlyConfigured("history Redis 'sentinel_kwargs' must be a dict of connection options")
-    sentinel = Sentinel(pairs, sentinel_kwargs=dict(sentinel_kwargs) if sentinel_kwargs else None, **options)
-    return sentinel.master_for(master_name)
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+        pairs, sentinel_kwargs=dict(sentinel_kwargs) if sentinel_kwargs else None, **options)
+    return cast("Redis", sentinel.master_for(master_name))
 
 
 class RedisHistoryStore(HistoryStore):
@@ -431,8 +432,8 @@ class RedisHistoryStore(HistoryStore):
     async def append(self, group: str, payload: Payload, *, size: int, ttl: float) -> Position:
         """See :meth:`HistoryStore.append` (one round trip: one script)."""
         _check_append(size, ttl)
-        binary = isinstance(payload, bytes | bytearray | memoryview)
-        data = bytes(payload) if binary else cast(str, payload).encode()
+        binary = not isinstance(payload, str)
+        data = payload.encode() if isinstance(payload, str) else bytes(payload)
         top, epoch = await self._append(
             keys=self._keys(group),
             args=[data, "1" if binary else "0", size, max(1, int(ttl * 1000)), self.meta_ttl_ms, new_epoch()])
