@@ -163,8 +163,9 @@ class PresenceStore(ABC):
     def member(self, connection_id: str | int, user_id: str | int | None = None, tenant_id: str | int | None = None,
                info: dict[str, Any] | None = None) -> Member:
         """A member of this process, joined now."""
-        return Member(connection_id=str(connection_id), user_id=user_id, tenant_id=tenant_id,  # type: ignore[arg-type]
-                      info=dict(info or {}), joined_at=time.time(), process=self.process)
+        # Member normalises int ids to str; join() stores a copy of info.
+        return Member(connection_id=connection_id, user_id=user_id, tenant_id=tenant_id,  # type: ignore[arg-type]
+                      info={} if info is None else info, joined_at=time.time(), process=self.process)
 
     def _admit(self, group: str, member: Member) -> tuple[Member, str, Member | None]:
         """Validate a join; return the member as stored, its info as JSON and the entry it replaces."""
