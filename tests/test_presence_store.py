@@ -4,7 +4,9 @@ Redis several processes, heartbeat expiry (kill -9) and recovery of lost entries
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import socket
 import sys
 import time
 import uuid
@@ -199,9 +201,8 @@ async def test_a_process_whose_heartbeat_stops_drops_out(make_redis_store, redis
     await b.join("room", b.member("b1", user_id="alice"))
     await b.join("room", b.member("b2", user_id="bob", info={"name": "Bob"}))
     await until(lambda: _true(b.beats >= 1), "b's first heartbeat")
-    # kill -9 as far as Redis can tell: the heartbeat stops, nothing is cleaned up.
-    assert b._beat is not None
-    b._beat.cancel()
+    # kill -9 as far as Redis can tell: close() stops the heartbeat and cleans nothing up.
+    await b.close()
     stopped = time.monotonic()
 
     async def only_a_left() -> bool:
@@ -268,6 +269,28 @@ async def test_heartbeat_rewrites_entries_redis_lost(make_redis_store, redis_url
         client.close()
 
 
+async def test_a_rewrite_never_undoes_joins_and_leaves_in_flight(make_redis_store, redis_url: str,
+                                                                 prefix: str) -> None:
+    a = make_redis_store("host-a:1")
+    for i in range(50):
+        await a.join("room", a.member(f"c{i}", user_id=f"u{i % 10}", info={"v": 0}))
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.delete(*client.scan_iter(match=prefix + "*"))
+    finally:
+        client.close()
+    # The beat rewrites from memory while joins (new info), new joins and leaves are in flight.
+    await asyncio.gather(
+        a.beat(),
+        *(a.join("room", a.member(f"c{i}", user_id=f"u{i % 10}", info={"v": 1})) for i in range(0, 50, 2)),
+        *(a.join("room", a.member(f"n{i}", user_id=f"u{i}")) for i in range(20)),
+        *(a.leave("room", f"c{i}") for i in range(1, 50, 4)),
+        a.beat())
+    expected = {m.connection_id: m.info for m in a.own["room"].values()}
+    assert {m.connection_id: m.info for m in await a.members("room")} == expected
+    assert await a.stats("room") == PresenceStats(len(expected), len({m.user_key for m in a.own["room"].values()}))
+
+
 async def test_every_key_expires(make_redis_store, redis_url: str, prefix: str) -> None:
     a, b = make_redis_store("host-a:1"), make_redis_store("host-b:2")
     await a.join("room", a.member("a1", user_id="alice"))
@@ -287,3 +310,38 @@ async def test_every_key_expires(make_redis_store, redis_url: str, prefix: str) 
             assert 0 < ttl_ms <= limit, (key, ttl_ms)
     finally:
         client.close()
+
+
+async def test_a_failing_on_expired_handler_is_logged_not_raised(make_redis_store,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    def broken(group: str, member: Member) -> None:
+        raise RuntimeError("handler bug")
+
+    a = make_redis_store("host-a:1", heartbeat=0.25, ttl=1.0, on_expired=broken)
+    b = make_redis_store("host-b:2", heartbeat=0.25, ttl=1.0)
+    await b.join("room", b.member("b1", user_id="bob"))
+    await b.close()  # stops the heartbeat and leaves everything in Redis, as kill -9 would
+
+    async def swept() -> bool:
+        return await a.stats("room") == PresenceStats(0, 0)
+
+    with caplog.at_level(logging.ERROR, logger="rockstar_ws.presence"):
+        await until(swept, "b's member to drop out")
+    assert "on_expired failed for group 'room'" in caplog.text
+
+
+async def test_a_redis_outage_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    store = RedisPresenceStore(f"redis://127.0.0.1:{port}/0", heartbeat=0.05, ttl=0.5, timeout=0.2,
+                               process="host-a:1")
+    try:
+        with caplog.at_level(logging.ERROR, logger="rockstar_ws.presence"):
+            with pytest.raises(redis.exceptions.ConnectionError):
+                await store.join("room", store.member("c1"))
+            assert store.own == {}  # nothing recorded for a join that did not reach Redis
+            await until(lambda: _true(store.failed_beats >= 3), "three failed heartbeats")
+        assert caplog.text.count("heartbeat to Redis failed") == 1
+    finally:
+        await store.close()

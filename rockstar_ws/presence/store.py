@@ -14,7 +14,9 @@ the last one leaving (a leave worth announcing) from one tab of several:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import math
 import time
 from abc import ABC, abstractmethod
@@ -36,6 +38,8 @@ __all__ = [
     "PresenceStore",
     "RedisPresenceStore",
 ]
+
+logger = logging.getLogger("rockstar_ws.presence")
 
 #: Largest ``info`` of a member, in bytes of compact JSON: enough for a display name, an avatar
 #: URL and a status, small enough that a listing of 2,000 members stays well under a megabyte.
@@ -453,8 +457,14 @@ class RedisPresenceStore(PresenceStore):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scripts: dict[str, Any] = {}
         self._beat: asyncio.Task[None] | None = None
-        #: Heartbeats that reached Redis (tests and metrics read it).
+        #: Heartbeats that reached Redis, and those that failed (tests and metrics read them).
         self.beats = 0
+        self.failed_beats = 0
+        self._pending = 0  # joins and leaves in flight
+        self._dirty = False  # Redis may not hold exactly self.own: the next heartbeat rewrites it
+        self._resyncing = False
+        self._open: asyncio.Event | None = None  # set unless a resync holds writes back
+        self._drained: asyncio.Event | None = None  # set when no write is in flight
 
     # -- Redis plumbing ---------------------------------------------------------------
     def _redis(self) -> Any:
@@ -473,11 +483,17 @@ class RedisPresenceStore(PresenceStore):
                 ("heartbeat", _HEARTBEAT), ("resync", _RESYNC))}
             self._loop = loop
             self._beat = None
+            self._open, self._drained = asyncio.Event(), asyncio.Event()
+            self._open.set()
+            self._drained.set()
         return self._client
 
     async def _call(self, script: str, args: list[Any]) -> Any:
         self._redis()
-        return await asyncio.wait_for(self._scripts[script](keys=[], args=args), self.timeout * 2)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that arrives
+        # as the call completes, and a cancelled heartbeat would keep beating.
+        async with asyncio.timeout(self.timeout * 2):
+            return await self._scripts[script](keys=[], args=args)
 
     def _report(self, group: str, gone_users: Iterable[Any], gone_members: Iterable[Any]) -> None:
         gone = {_text(u) for u in gone_users}
@@ -490,7 +506,11 @@ class RedisPresenceStore(PresenceStore):
             if member.user_key in gone and member.user_key not in seen:
                 seen[member.user_key] = member
         for member in seen.values():
-            self.on_expired(group, member)
+            try:
+                self.on_expired(group, member)
+            except Exception:
+                # A failing handler must not fail the join or listing that noticed the death.
+                logger.exception("presence: on_expired failed for group %r", group)
 
     def _ensure_heartbeat(self) -> None:
         beat = self._beat
@@ -499,35 +519,88 @@ class RedisPresenceStore(PresenceStore):
             self._beat = asyncio.ensure_future(self._heartbeat_loop())
 
     async def _heartbeat_loop(self) -> None:
-        while True:
+        failing = False
+        me = asyncio.current_task()
+        while self._beat is me:  # close() (or a new loop) replaced it: stop
+            # The first beat waits too: join() has just set this process's heartbeat key.
+            await asyncio.sleep(self.heartbeat)
+            if self._beat is not me:
+                return
             try:
                 await self.beat()
+                if failing:
+                    failing = False
+                    logger.warning("presence: Redis answers heartbeats again")
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                # Redis away: the next beat tries again and rewrites what Redis lost.
-                pass
-            await asyncio.sleep(self.heartbeat)
+            except Exception as exc:
+                self.failed_beats += 1
+                # Logged once per outage; the next beat that reaches Redis rewrites what it lost.
+                if not failing:
+                    failing = True
+                    logger.error("presence: heartbeat to Redis failed (%s: %r); this process's members "
+                                 "drop out of other processes' listings after %s s", type(exc).__name__,
+                                 str(exc), self.ttl)
 
     async def beat(self) -> None:
         """One heartbeat: keep this process alive in Redis, sweep dead processes from its groups,
         and rewrite its own entries if Redis lost them."""
         groups = list(self.own)
         batches = [groups[i:i + _HEARTBEAT_BATCH] for i in range(0, len(groups), _HEARTBEAT_BATCH)] or [[]]
-        resync = False
         for batch in batches:
             existed, lost, reports = await self._call(
                 "heartbeat", [self.prefix, self.process, self._alive_ms, self._data_ms, *batch])
-            resync = resync or not int(existed) or bool(int(lost))
+            if not int(existed) or int(lost):
+                self._dirty = True
             for group, gone_users, gone_members in reports:
                 self._report(_text(group), gone_users, gone_members)
-        if resync:
+        if not self.own:
+            self._dirty = False
+        elif self._dirty:
+            await self._resync()
+        self.beats += 1
+
+    async def _resync(self) -> None:
+        # Writes wait while this runs, and it waits for those in flight: a snapshot of
+        # self.own must not overwrite a join or leave that Redis has and self.own has not yet.
+        self._redis()
+        assert self._open is not None and self._drained is not None
+        self._resyncing = True
+        self._open.clear()
+        try:
+            while self._pending:
+                self._drained.clear()
+                await self._drained.wait()
+            self._dirty = False
             for group, conns in list(self.own.items()):
                 args: list[Any] = [self.prefix, group, self.process, self._data_ms]
                 for m in conns.values():
                     args += [m.connection_id, m.user_key, json.dumps(m.as_dict(), separators=(",", ":"))]
                 await self._call("resync", args)
-        self.beats += 1
+        except BaseException:
+            self._dirty = True
+            raise
+        finally:
+            self._resyncing = False
+            self._open.set()
+
+    async def _write(self, script: str, args: list[Any]) -> Any:
+        """A join or leave (they run concurrently with each other, never with a resync)."""
+        self._redis()
+        assert self._open is not None and self._drained is not None
+        while self._resyncing:
+            await self._open.wait()
+        self._pending += 1
+        try:
+            return await self._call(script, args)
+        except BaseException:
+            # It may or may not have run in Redis: the next heartbeat rewrites this process's entries.
+            self._dirty = True
+            raise
+        finally:
+            self._pending -= 1
+            if not self._pending:
+                self._drained.set()
 
     # -- the store --------------------------------------------------------------------
     async def join(self, group: str, member: Member) -> bool:
@@ -535,7 +608,7 @@ class RedisPresenceStore(PresenceStore):
         stored, _info, _previous = self._admit(group, member)
         self._ensure_heartbeat()
         raw = json.dumps(stored.as_dict(), separators=(",", ":"), ensure_ascii=False)
-        first, gone_users, gone_members = await self._call(
+        first, gone_users, gone_members = await self._write(
             "join", [self.prefix, group, self.process, stored.connection_id, stored.user_key, raw,
                      self._alive_ms, self._data_ms])
         self.own.setdefault(group, {})[stored.connection_id] = stored
@@ -549,7 +622,7 @@ class RedisPresenceStore(PresenceStore):
         member = self.own.get(group, {}).get(connection_id)
         if member is None:
             return False
-        last, gone_users, gone_members = await self._call(
+        last, gone_users, gone_members = await self._write(
             "leave", [self.prefix, group, self.process, connection_id, member.user_key])
         conns = self.own[group]
         conns.pop(connection_id, None)
@@ -578,9 +651,12 @@ class RedisPresenceStore(PresenceStore):
         This process's entries stay until its heartbeat key expires: connections leave one by
         one as they close, and what remains is then swept (and reported) like a dead process's.
         """
-        if self._beat is not None:
-            self._beat.cancel()
-            self._beat = None
+        beat, self._beat = self._beat, None
+        if beat is not None:
+            beat.cancel()
+            if beat.get_loop() is asyncio.get_running_loop():
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await beat
         if self._client is not None:
             try:
                 await self._client.aclose()
