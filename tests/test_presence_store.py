@@ -291,6 +291,39 @@ async def test_a_rewrite_never_undoes_joins_and_leaves_in_flight(make_redis_stor
     assert await a.stats("room") == PresenceStats(len(expected), len({m.user_key for m in a.own["room"].values()}))
 
 
+class HeldJoins(RedisPresenceStore):
+    """A store whose joins pause after Redis ran them, before the caller hears back."""
+
+    hold: asyncio.Event | None = None
+    reached = asyncio.Event()
+
+    async def _call(self, script: str, args: list) -> object:
+        result = await super()._call(script, args)
+        if script == "join" and self.hold is not None:
+            self.reached.set()
+            await self.hold.wait()
+        return result
+
+
+async def test_a_rewrite_waits_for_a_join_redis_ran_but_the_process_has_not_recorded(
+        redis_url: str, prefix: str) -> None:
+    a = HeldJoins(redis_url, prefix=prefix, process="host-a:1")
+    try:
+        await a.join("room", a.member("c1", user_id="alice", info={"v": 0}))
+        a.hold, a.reached = asyncio.Event(), asyncio.Event()
+        join = asyncio.ensure_future(a.join("room", a.member("c1", user_id="alice", info={"v": 1})))
+        await asyncio.wait_for(a.reached.wait(), DEADLINE)  # Redis has v1; a.own still has v0
+        a._dirty = True  # as after a Redis restart
+        beat = asyncio.ensure_future(a.beat())
+        # Held back by the join in flight, or (were it not) already done with its stale copy.
+        await until(lambda: _true(a._resyncing or beat.done()), "the rewrite to start")
+        a.hold.set()
+        await asyncio.wait_for(asyncio.gather(join, beat), DEADLINE)
+        assert [m.info for m in await a.members("room")] == [{"v": 1}]
+    finally:
+        await a.close()
+
+
 async def test_every_key_expires(make_redis_store, redis_url: str, prefix: str) -> None:
     a, b = make_redis_store("host-a:1"), make_redis_store("host-b:2")
     await a.join("room", a.member("a1", user_id="alice"))
