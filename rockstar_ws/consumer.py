@@ -34,7 +34,7 @@ from .errors import ConnectionClosed, Deny
 from .guard import new_guard
 from .messages import BinaryMessage, CloseCode, TextMessage
 from .refusals import refuse
-from .routing import normalize_host
+from .routing import describe, normalize_host
 from .shutdown import watch_daphne_shutdown
 from .upgrader import effective_upgrader
 
@@ -127,7 +127,12 @@ class RockstarConsumer(AsyncConsumer):
         except ConnectionClosed:
             pass
         except Exception:
-            logger.exception("middleware of %s raised", ctx.route.label)
+            # Without middleware the chain is the server's own set-up of the connection: saying
+            # "middleware" there sends a reader looking for code that does not exist.
+            if ctx.route.middleware or server._global_middleware():
+                logger.exception("middleware of %s raised", ctx.route.label)
+            else:
+                logger.exception("serving %s failed (handler %s)", ctx.route.label, describe(ctx.route.handler))
             if self.accepted and self.conn is not None:
                 await self.conn.close(CloseCode.INTERNAL_ERROR, "internal error")
             elif not self.accepted:
@@ -249,7 +254,8 @@ class RockstarConsumer(AsyncConsumer):
         elif isinstance(exc, Deny):
             await conn.close(exc.close_code, exc.reason)
         else:
-            logger.error("handler of %s raised", conn.ctx.route.label, exc_info=exc)
+            logger.error("handler of %s raised (%s)", conn.ctx.route.label, describe(conn.ctx.route.handler),
+                         exc_info=exc)
             await conn.close(CloseCode.INTERNAL_ERROR, "internal error")
 
     async def _pump(self, conn: WebSocketConnection) -> None:

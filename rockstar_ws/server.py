@@ -19,7 +19,7 @@ from django.utils.module_loading import import_string
 from . import tenants
 from .conf import ws_settings
 from .consumer import RockstarConsumer
-from .routing import Handler, Middleware, Route, RouteTable
+from .routing import Handler, Middleware, Route, RouteTable, caller_site
 from .stats import Stats
 from .upgrader import Upgrader, effective_upgrader
 
@@ -65,6 +65,7 @@ class WebSocketServer:
 
     # -- registration (the reference's Register* methods) -------------------------------
     def _add(self, path: str, handler: Handler, middleware: Sequence[Middleware] | None = None, **kw: Any) -> Route:
+        kw.setdefault("defined_at", caller_site())
         route = Route(path=path, handler=handler, middleware=tuple(middleware or ()), **kw)
         self.routes.add(route)
         return route
