@@ -95,10 +95,11 @@ def test_close_mode_lets_a_browser_tell_4401_from_4403(browser, server_factory, 
     script = """([url, token]) => new Promise((resolve) => {
         const ws = new WebSocket(url, ['rockstar.bearer', token]);
         let opened = false;
-        ws.onopen = () => { opened = true; };
+        // Send as soon as the socket is open, however slow the handshake: a refused one closes
+        // right after its open event, so the send is harmless there.
+        ws.onopen = () => { opened = true; ws.send('hi'); };
         ws.onmessage = (e) => { resolve({opened, message: e.data, protocol: ws.protocol}); ws.close(); };
         ws.onclose = (e) => resolve({opened, code: e.code, reason: e.reason, protocol: ws.protocol});
-        setTimeout(() => ws.readyState === 1 && ws.send('hi'), 300);
     })"""
     url = f"ws://127.0.0.1:{server.port}/ws/private"
     expired = page.evaluate(script, [url, tokens["expired"]])
