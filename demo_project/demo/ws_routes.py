@@ -2,6 +2,7 @@
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 from rockstar_ws import Context, InvalidGroupName, TextMessage, WebSocketConnection
 from rockstar_ws import default_server as ws
@@ -15,6 +16,14 @@ async def echo(ctx: Context, conn: WebSocketConnection) -> None:
     while True:
         message_type, data = await conn.read_message()  # raises ConnectionClosed when the client goes
         await conn.write_message(message_type, data)
+
+
+# The same echo as a plain function (runs in a worker thread).
+@ws.route("/ws/echo-sync")
+def echo_sync(ctx: Context, conn: Any) -> None:
+    while True:
+        message_type, data = conn.read_message()
+        conn.write_message(message_type, data)
 
 
 # WebSocket with Middleware: the same echo, wrapped in the logging middleware.
