@@ -351,3 +351,20 @@ def _bind(mw: Middleware, nxt: Callable[[Context], Awaitable[Any]]) -> Callable[
 #: The server that ``ws_routes.py`` modules and ``ROCKSTAR_WS["ROUTES"]`` register on.
 default_server = WebSocketServer(use_settings=True)
 
+
+
+def _warn_unless_installed() -> None:
+    """Without "rockstar_ws" in INSTALLED_APPS nothing loads ws_routes.py or the settings routes,
+    so every handshake would be a silent 404: say so where the server is imported (asgi.py)."""
+    from django.apps import apps
+
+    if apps.ready and not apps.is_installed("rockstar_ws"):
+        import warnings
+
+        text = ('"rockstar_ws" is not in INSTALLED_APPS: no ws_routes.py module and no ROCKSTAR_WS["ROUTES"] '
+                'are loaded, and every WebSocket handshake is refused with 404. '
+                'Add "rockstar_ws" to INSTALLED_APPS (after "daphne").')
+        warnings.warn(text, RuntimeWarning, stacklevel=3)
+
+
+_warn_unless_installed()
