@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import timedelta
 
 import jwt
@@ -28,6 +29,7 @@ from tests.auth_helpers import (
 )
 from tests.client import connect, recv_json
 from tests.conftest import probe
+from tests.waiting import wait_until_async
 
 ANY = "/ws/test/auth/any"      # chat:read or chat:write
 ALL = "/ws/test/auth/all"      # chat:read and chat:write
@@ -122,9 +124,10 @@ async def test_refusal(daphne, server_env, ids, name):
     assert (got, phrase) == (status, reason)
     assert await user_code_ran(daphne, p) == []
     # The server logged the reason, never the token.
-    await asyncio.sleep(0.2)
-    log = daphne.output()
-    assert any(f"{path}" in line and detail in line for line in log.splitlines()), log[-2000:]
+    def logged() -> str | None:
+        log = daphne.output()
+        return log if any(f"{path}" in line and detail in line for line in log.splitlines()) else None
+    log = await wait_until_async(logged, message=lambda: daphne.output()[-2000:])
     if token:
         assert handshake_log_free_of(log, token)
 
@@ -139,8 +142,7 @@ async def test_blacklisted_access_token_is_refused_at_once_with_the_user_cache_o
     got, phrase, _ = await refused(server, with_token(ANY, token, p))
     assert (got, phrase) == (401, "invalid token")
     assert await user_code_ran(server, p) == []
-    await asyncio.sleep(0.2)
-    assert "token blacklisted" in server.output()
+    await wait_until_async(lambda: "token blacklisted" in server.output(), message=server.output)
 
 
 async def test_blacklisted_access_token_is_refused_within_the_default_cache_ttl(daphne, server_env, ids):
@@ -281,13 +283,16 @@ async def test_token_expiring_mid_connection_closes_with_4401(daphne, ids):
 
 
 async def test_fresh_token_in_time_keeps_the_connection_open(daphne, ids):
-    async with connect(daphne, with_token(ANY, alice(ids, lifetime=4), probe_id())) as ws:
+    first = alice(ids, lifetime=4)
+    async with connect(daphne, with_token(ANY, first, probe_id())) as ws:
         await recv_json(ws)
         fresh = alice(ids, lifetime=60)
         await ws.send(json.dumps({"rockstar.refresh": fresh}))
         ack = await recv_json(ws)
         assert abs(ack["rockstar.refreshed"] - json.loads(_payload(fresh))["exp"]) <= 1
-        await asyncio.sleep(5)  # past the first token's exp
+        # Past the first token's exp (by the clock: the time itself is what this test is about).
+        first_exp = json.loads(_payload(first))["exp"]
+        await wait_until_async(lambda: time.time() > first_exp + 1, timeout=30, interval=0.2)
         await ws.send("after the old exp")
         assert await ws.recv() == f"User {ids['alice']}: after the old exp"
 
