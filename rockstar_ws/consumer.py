@@ -151,8 +151,11 @@ class RockstarConsumer(AsyncConsumer):
             deny.status, deny.reason, f" ({deny.log_detail})" if deny.log_detail else "",
         )
         self.server.stats.refused(deny)
+        mode = ws_settings.REFUSAL_MODE
+        if self.ctx is not None:  # a route may ask for close codes where its clients are browsers
+            mode = self.ctx.route.options.get("refusal_mode") or mode
         try:
-            await refuse(self.scope, self.base_send, deny, ws_settings.REFUSAL_MODE, self.bridge,
+            await refuse(self.scope, self.base_send, deny, mode, self.bridge,
                          self.ctx.subprotocol if self.ctx is not None else None)
         except Exception:  # the client is gone already; nothing left to tell it
             pass

@@ -149,6 +149,9 @@ class Route:
                     f"Middleware {mw!r} on {self.path!r} must be an 'async def mw(ctx, next)' coroutine function"
                 )
             _check_signature(mw, self.path, "Middleware", "ctx, next")
+        mode = self.options.get("refusal_mode")
+        if mode is not None and mode not in ("http", "close"):
+            raise ImproperlyConfigured(f"refusal_mode of {self.path!r} is {mode!r}; use 'http' or 'close'")
         if "<" in self.path:
             self.pattern = RoutePattern(self.path, is_endpoint=True)
         if isinstance(self.allowed_scopes, str):

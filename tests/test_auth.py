@@ -453,3 +453,23 @@ async def test_public_route_accepts_the_marker_and_ignores_the_token(daphne, ids
         assert await ws.recv() == "hi"
     async with connect(daphne, "/ws/echo", subprotocols=["something-else"]) as ws:
         assert ws.subprotocol is None  # nothing else is invented
+
+
+@pytest.mark.parametrize("kind", ["daphne", "uvicorn"])
+async def test_a_route_with_refusal_mode_close_refuses_with_close_codes_while_others_keep_statuses(
+        kind, request, ids):
+    """The demo's /ws/private-browser (refusal_mode="close") and /ws/private (the default, http)."""
+    server = request.getfixturevalue(kind)
+    headers = {"Authorization": f"Bearer {bob(ids, scopes='chat:read')}"}
+    async with connect(server, "/ws/private-browser", additional_headers=headers) as ws:
+        with pytest.raises(ClientClosed):
+            await asyncio.wait_for(ws.recv(), 30)
+        assert ws.close_code == 4403
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(server, "/ws/private", additional_headers=headers):
+            pass
+    assert refused.value.response.status_code == 403
+    async with connect(server, "/ws/private-browser") as ws:  # no token at all
+        with pytest.raises(ClientClosed):
+            await asyncio.wait_for(ws.recv(), 30)
+        assert ws.close_code == 4401

@@ -189,3 +189,10 @@ def _line() -> int:
     import sys
 
     return sys._getframe(1).f_lineno
+
+
+def test_a_route_refusal_mode_must_be_http_or_close():
+    s = WebSocketServer()
+    s.register_route("/ws/ok", handler, refusal_mode="close")
+    with pytest.raises(ImproperlyConfigured, match=r"refusal_mode of '/ws/x' is 'closed'; use 'http' or 'close'"):
+        s.register_route("/ws/x", handler, refusal_mode="closed")

@@ -113,3 +113,7 @@ async def private_handler(ctx: Context, conn: WebSocketConnection) -> None:
 
 
 ws.register_authenticated_route("/ws/private", private_handler, allowed_scopes=["chat:write"])
+# The same route for the /private/ page: a browser hides a refusal's HTTP status (it sees 1006),
+# so this one refuses with close codes the page can show (4401 token, 4403 scope).
+ws.register_authenticated_route("/ws/private-browser", private_handler, allowed_scopes=["chat:write"],
+                                refusal_mode="close")
