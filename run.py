@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """One entry point for a fresh clone: ``python3 run.py demo`` and ``python3 run.py test``.
 
-* ``demo``: virtualenv, install, migrate, demo users, then the server on http://127.0.0.1:8000
-  (daphne through ``manage.py runserver``). ``--redis`` uses the local Redis at
-  127.0.0.1:6379 (``REDIS_URL``) instead of the embedded in-memory channel layer.
+Usage: python3 run.py demo [--redis] [ADDRESS]
+       python3 run.py test [PYTEST ARGUMENTS]
+
+* ``demo``: virtualenv, install, migrate, demo users, then the server on ADDRESS (default
+  127.0.0.1:8000; e.g. ``0.0.0.0:8000`` or ``8080``), daphne through ``manage.py runserver``.
+  ``--redis`` uses the local Redis at 127.0.0.1:6379 (``REDIS_URL``) instead of the embedded
+  in-memory channel layer.
 * ``test``: virtualenv, install, Redis up (started if installed but stopped), Chromium present
   (installed from Debian's packages when running as root), ``ruff check``, then pytest.
   Extra arguments go to pytest. Under ``CI=true`` nothing that needs Redis or Chromium is skipped.

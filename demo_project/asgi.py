@@ -13,8 +13,16 @@ django_asgi_app = get_asgi_application()  # sets Django up before rockstar_ws is
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from rockstar_ws import default_server  # noqa: E402
+
+if settings.DEBUG:
+    # runserver serves static files itself; plain daphne (or uvicorn) does not, and the admin
+    # and the live page would come unstyled. Production serves them from collectstatic's
+    # STATIC_ROOT (a web server, a CDN, or whitenoise), so only DEBUG does this.
+    django_asgi_app = ASGIStaticFilesHandler(django_asgi_app)
 
 application = ProtocolTypeRouter({
     "http": django_asgi_app,

@@ -84,6 +84,9 @@ else:
 
 ROCKSTAR_WS = {
     # Demo routes live in demo_project/demo/ws_routes.py (autodiscovered).
+    # What /api/token/ puts into tokens (rockstar_ws.serializers): the user's DemoGrant.
+    "TOKEN_SCOPES": "demo_project.demo.grants.scopes",
+    "TOKEN_TENANT": "demo_project.demo.grants.tenant",
 }
 
 REST_FRAMEWORK = {
@@ -92,8 +95,9 @@ REST_FRAMEWORK = {
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=15),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=1),
-    # /api/token/ puts the user's demo scopes and tenant into the tokens (demo/serializers.py).
-    "TOKEN_OBTAIN_SERIALIZER": "demo_project.demo.serializers.DemoTokenObtainPairSerializer",
+    # /api/token/ and /api/token/refresh/ put the user's scopes and tenant into the tokens.
+    "TOKEN_OBTAIN_SERIALIZER": "rockstar_ws.serializers.TokenObtainPairSerializer",
+    "TOKEN_REFRESH_SERIALIZER": "rockstar_ws.serializers.TokenRefreshSerializer",
 }
 
 AUTH_PASSWORD_VALIDATORS = []

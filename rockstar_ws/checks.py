@@ -209,3 +209,98 @@ def check_group_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 hint="Use BACKEND 'rockstar_ws.layers.RedisChannelLayer', or give each host a dict with "
                      "'socket_timeout': 30 (see docs/broadcast.md).", id="rockstar_ws.W060"))
     return errors
+
+
+# -- set-up: the pieces a fresh project forgets (docs/guide.md, "Set-up checks") -------------
+_ASGI_SNIPPET = (
+    'application = ProtocolTypeRouter({"http": get_asgi_application(), '
+    '"websocket": AuthMiddlewareStack(default_server)})  # from rockstar_ws import default_server')
+
+
+def _unwrap_websocket_app(app: Any, depth: int = 0) -> Any:
+    """The rockstar_ws server behind Channels-style wrappers (``inner`` / ``application``), or
+    the innermost app reached."""
+    from .server import WebSocketServer
+
+    if isinstance(app, WebSocketServer) or depth > 20:
+        return app
+    mapping = getattr(app, "application_mapping", None)  # a ProtocolTypeRouter nested inside
+    if isinstance(mapping, dict) and "websocket" in mapping:
+        return _unwrap_websocket_app(mapping["websocket"], depth + 1)
+    for attr in ("inner", "application", "app"):
+        inner = getattr(app, attr, None)
+        if inner is not None and inner is not app:
+            return _unwrap_websocket_app(inner, depth + 1)
+    return app
+
+
+def _asgi_application() -> tuple[str, Any] | None:
+    """(import string, app) of the project's ASGI application: ``ASGI_APPLICATION``, else the
+    ``asgi`` module next to the settings module (what ``startproject`` generates)."""
+    import os
+
+    from django.utils.module_loading import import_string
+
+    name = getattr(settings, "ASGI_APPLICATION", None)
+    if not name:
+        module = os.environ.get("DJANGO_SETTINGS_MODULE", "")
+        if "." not in module:
+            return None
+        name = module.rsplit(".", 1)[0] + ".asgi.application"
+        try:
+            return name, import_string(name)
+        except ImportError:
+            return None
+    return name, import_string(name)
+
+
+@register("rockstar_ws")
+def check_setup(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """daphne in INSTALLED_APPS, an ASGI application whose websocket side reaches a rockstar_ws
+    server, and at least one route on it."""
+    from django.apps import apps
+
+    from .server import WebSocketServer, default_server
+
+    out: list[Any] = []
+    if not apps.is_installed("daphne"):
+        out.append(Warning(
+            "'daphne' is not in INSTALLED_APPS: 'manage.py runserver' is Django's WSGI server, which answers "
+            "every WebSocket handshake with an HTML 404.",
+            hint="Put 'daphne' first in INSTALLED_APPS (or serve with 'daphne' or 'uvicorn' yourself).",
+            id="rockstar_ws.W301"))
+    server: Any = default_server
+    try:
+        found = _asgi_application()
+    except Exception as exc:  # an import error in asgi.py: runserver and daphne will show it too
+        found = None
+        out.append(Warning(f"ASGI_APPLICATION {getattr(settings, 'ASGI_APPLICATION', None)!r} cannot be imported: "
+                           f"{type(exc).__name__}: {exc}", hint="Fix the import string or the asgi module.",
+                           id="rockstar_ws.W302"))
+    if found is not None:
+        name, app = found
+        from django.core.handlers.asgi import ASGIHandler
+
+        mapping = getattr(app, "application_mapping", None)
+        target = _unwrap_websocket_app(app)
+        if isinstance(app, ASGIHandler):
+            out.append(Warning(
+                f"{name} is Django's plain ASGI handler (asgi.py as startproject generated it): every WebSocket "
+                "handshake fails with 500 'Django can only handle ASGI/HTTP connections, not websocket'.",
+                hint=f"In asgi.py, after get_asgi_application(): {_ASGI_SNIPPET}.", id="rockstar_ws.W303"))
+        elif isinstance(mapping, dict) and "websocket" not in mapping:
+            out.append(Warning(f"{name} has no 'websocket' entry: WebSocket handshakes are refused.",
+                               hint=f"Add one: {_ASGI_SNIPPET}.", id="rockstar_ws.W303"))
+        elif isinstance(target, WebSocketServer):
+            server = target
+        elif isinstance(mapping, dict):
+            out.append(Warning(
+                f"The 'websocket' side of {name} does not reach a rockstar_ws server ({target!r}): rockstar_ws "
+                "routes are not served.",
+                hint=f"Route 'websocket' to rockstar_ws: {_ASGI_SNIPPET}.", id="rockstar_ws.W303"))
+    if len(server.routes) == 0:
+        out.append(Warning(
+            f"No WebSocket route is registered on {server.name!r}: every handshake is refused with 404.",
+            hint="Register routes in a ws_routes.py module of an installed app (@default_server.route('/ws/echo')), "
+                 "or in ROCKSTAR_WS['ROUTES'].", id="rockstar_ws.W304"))
+    return out

@@ -49,6 +49,12 @@ _TABLE: dict[str, tuple[Any, str]] = {
                                    "sent {\"rockstar.refresh\": token} in time."),
     "AUTH_CHECK_BLACKLIST": (True, "With rest_framework_simplejwt.token_blacklist installed, refuse access tokens whose jti "
                                    "is blacklisted (checked in the same query as the user)."),
+    "TOKEN_SCOPES": ("rockstar_ws.serializers.scopes_from_permissions", "Import string of `func(user, request) -> list of scopes` that "
+                     "rockstar_ws.serializers puts into the tokens of SimpleJWT's views; the default reads SCOPE_MAP."),
+    "SCOPE_MAP": ({}, "Scopes of the default TOKEN_SCOPES hook: {'app_label.codename': [scopes]} for a permission "
+                      "(user.has_perm), {'group:<name>': [scopes]} for a group."),
+    "TOKEN_TENANT": (None, "Import string of `func(user, request) -> tenant id or None` whose answer "
+                           "rockstar_ws.serializers puts into AUTH_TENANT_CLAIM; None: tokens carry no tenant."),
     "AUTH_USER_CACHE_TTL": (5.0, "Seconds a successful user lookup (user row and blacklist answer, per user and token jti) is reused by "
                                  "later handshakes of this process; saves of users and blacklist entries in this process clear it at once, "
                                  "changes made elsewhere take up to this long. 0: no cache, every handshake queries."),

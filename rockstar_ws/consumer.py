@@ -40,7 +40,7 @@ from .messages import BinaryMessage, CloseCode, TextMessage
 from .outage import outage
 from .precheck import check_selected_subprotocol, raw_subprotocols
 from .refusals import refuse
-from .routing import normalize_host
+from .routing import describe, normalize_host
 from .shutdown import watch_daphne_shutdown
 from .upgrader import effective_upgrader
 
@@ -134,7 +134,12 @@ class RockstarConsumer(AsyncConsumer):
         except ConnectionClosed:
             pass
         except Exception:
-            logger.exception("middleware of %s raised", ctx.route.label)
+            # Without middleware the chain is the server's own set-up of the connection: saying
+            # "middleware" there sends a reader looking for code that does not exist.
+            if ctx.route.middleware or server._global_middleware():
+                logger.exception("middleware of %s raised", ctx.route.label)
+            else:
+                logger.exception("serving %s failed (handler %s)", ctx.route.label, describe(ctx.route.handler))
             if self.accepted and self.conn is not None:
                 await self.conn.close(CloseCode.INTERNAL_ERROR, "internal error")
             elif not self.accepted:
@@ -154,13 +159,16 @@ class RockstarConsumer(AsyncConsumer):
             f" ({escape(deny.log_detail, 500)})" if deny.log_detail else "",
         )
         self.server.stats.refused(deny)
+        mode = ws_settings.REFUSAL_MODE
+        if self.ctx is not None:  # a route may ask for close codes where its clients are browsers
+            mode = self.ctx.route.options.get("refusal_mode") or mode
         # Close mode accepts before closing: only with a name the client sent verbatim, or the
         # server could not complete even that handshake.
         subprotocol = self.ctx.subprotocol if self.ctx is not None else None
         if subprotocol is not None and subprotocol not in raw_subprotocols(self.scope):
             subprotocol = None
         try:
-            await refuse(self.scope, self.base_send, deny, ws_settings.REFUSAL_MODE, self.bridge, subprotocol)
+            await refuse(self.scope, self.base_send, deny, mode, self.bridge, subprotocol)
         except Exception:  # the client is gone already; nothing left to tell it
             pass
 
@@ -265,7 +273,8 @@ class RockstarConsumer(AsyncConsumer):
         elif isinstance(exc, Deny):
             await conn.close(exc.close_code, exc.reason)
         else:
-            logger.error("handler of %s raised", conn.ctx.route.label, exc_info=exc)
+            logger.error("handler of %s raised (%s)", conn.ctx.route.label, describe(conn.ctx.route.handler),
+                         exc_info=exc)
             await conn.close(CloseCode.INTERNAL_ERROR, "internal error")
 
     async def _pump(self, conn: WebSocketConnection) -> None:

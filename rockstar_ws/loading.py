@@ -8,6 +8,7 @@ from django.utils.module_loading import autodiscover_modules, import_string
 
 from .conf import ws_settings
 from .errors import ImproperlyConfigured
+from .routing import registration_site
 from .server import WebSocketServer, default_server
 
 __all__ = ["load_routes", "load_settings_routes"]
@@ -41,12 +42,16 @@ def load_settings_routes(server: WebSocketServer, routes: list[dict[str, Any]]) 
         handler = _resolve(spec["handler"], where)
         middleware = [_resolve(m, where) for m in spec.get("middleware") or ()]
         scopes = spec.get("allowed_scopes") or ()
-        server.route(
-            spec["path"], host=spec.get("host"), tenant=spec.get("tenant"), middleware=middleware,
-            authenticated=bool(spec.get("authenticated")) or bool(scopes), allowed_scopes=scopes,
-            require_all_scopes=bool(spec.get("require_all_scopes")), name=spec.get("name"),
-            **(spec.get("options") or {}),
-        )(handler)
+        token = registration_site.set(f"settings.{where}")
+        try:
+            server.route(
+                spec["path"], host=spec.get("host"), tenant=spec.get("tenant"), middleware=middleware,
+                authenticated=bool(spec.get("authenticated")) or bool(scopes), allowed_scopes=scopes,
+                require_all_scopes=bool(spec.get("require_all_scopes")), name=spec.get("name"),
+                **(spec.get("options") or {}),
+            )(handler)
+        finally:
+            registration_site.reset(token)
 
 
 def load_routes(force: bool = False) -> None:

@@ -8,7 +8,10 @@ of example.com (not example.com itself). Paths use Django's path syntax
 from __future__ import annotations
 
 import inspect
+import os
+import sys
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,10 +19,70 @@ from django.urls.resolvers import RoutePattern
 
 from .errors import ImproperlyConfigured, RouteConflict
 
-__all__ = ["Handler", "Middleware", "Route", "RouteTable", "normalize_host"]
+__all__ = ["Handler", "HandlerSignatureError", "Middleware", "Route", "RouteTable", "normalize_host"]
 
 Handler = Callable[..., Any]
 Middleware = Callable[..., Any]
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+#: Where a registration was written when no caller frame says it (routes from settings).
+registration_site: ContextVar[str | None] = ContextVar("rockstar_ws_registration_site", default=None)
+
+
+class HandlerSignatureError(ImproperlyConfigured, TypeError):
+    """A handler or middleware that cannot be called the way the server calls it.
+
+    Raised at registration, so the mistake shows at start-up with the fix rather than as a
+    1011 close on the first connection.
+    """
+
+
+def describe(func: Any) -> str:
+    """``module.qualname`` of a handler or middleware, for errors and logs."""
+    target = func if inspect.isfunction(func) or inspect.ismethod(func) else getattr(func, "func", func)
+    name = getattr(target, "__qualname__", None) or type(target).__qualname__
+    module = getattr(target, "__module__", None)
+    return f"{module}.{name}" if module else name
+
+
+def caller_site() -> str:
+    """``file:line`` of the first frame outside rockstar_ws: where user code registered a route."""
+    site = registration_site.get()
+    if site:
+        return site
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not os.path.abspath(filename).startswith(_PACKAGE_DIR) and not filename.startswith("<frozen"):
+            return f"{_short(filename)}:{frame.f_lineno}"
+        frame = frame.f_back
+    return "unknown location"
+
+
+def _short(filename: str) -> str:
+    try:
+        rel = os.path.relpath(filename)
+    except ValueError:  # another drive (Windows)
+        return filename
+    return filename if rel.startswith("..") else rel
+
+
+def _check_signature(func: Any, path: str, role: str, params: str) -> None:
+    """Raise :class:`HandlerSignatureError` unless ``func`` can be called with two positional
+    arguments (``ctx, conn`` for a handler, ``ctx, next`` for middleware)."""
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError):  # some builtins and C callables have no signature: trust them
+        return
+    try:
+        sig.bind(None, None)
+    except TypeError:
+        kind = "async def" if _is_async(func) else "def"
+        name = getattr(func, "__name__", None) or "handler"
+        raise HandlerSignatureError(
+            f"{role} {describe(func)}{sig} of {path!r} must take two arguments ({params}); "
+            f"write '{kind} {name}({params}):'") from None
 
 
 def normalize_host(host: str | None) -> str:
@@ -68,6 +131,8 @@ class Route:
     options: dict[str, Any] = field(default_factory=dict)
     is_async: bool = True
     pattern: RoutePattern | None = None
+    #: ``file:line`` of the registration (for :class:`RouteConflict` and logs).
+    defined_at: str = ""
 
     def __post_init__(self) -> None:
         if not self.path.startswith("/"):
@@ -77,11 +142,16 @@ class Route:
         self.is_async = _is_async(self.handler)
         if not self.is_async and inspect.isasyncgenfunction(self.handler):
             raise ImproperlyConfigured(f"Handler for {self.path!r} is an async generator; use 'async def'")
+        _check_signature(self.handler, self.path, "Handler", "ctx, conn")
         for mw in self.middleware:
             if not _is_async(mw):
                 raise ImproperlyConfigured(
                     f"Middleware {mw!r} on {self.path!r} must be an 'async def mw(ctx, next)' coroutine function"
                 )
+            _check_signature(mw, self.path, "Middleware", "ctx, next")
+        mode = self.options.get("refusal_mode")
+        if mode is not None and mode not in ("http", "close"):
+            raise ImproperlyConfigured(f"refusal_mode of {self.path!r} is {mode!r}; use 'http' or 'close'")
         if "<" in self.path:
             self.pattern = RoutePattern(self.path, is_endpoint=True)
         if isinstance(self.allowed_scopes, str):
@@ -106,12 +176,18 @@ class _PathTable:
 
     def add(self, route: Route, where: str) -> None:
         if route.pattern is None:
-            if route.path in self.exact:
-                raise RouteConflict(f"WebSocket route {where}{route.path!r} is registered twice")
+            first = self.exact.get(route.path)
+        else:
+            first = next((r for r in self.patterns if r.path == route.path), None)
+        if first is not None:
+            raise RouteConflict(
+                f"WebSocket route {where}{route.path!r} is registered twice: first at "
+                f"{first.defined_at or 'unknown location'} ({describe(first.handler)}), again at "
+                f"{route.defined_at or 'unknown location'} ({describe(route.handler)}). "
+                "Remove one registration, or give one of them another path or host.")
+        if route.pattern is None:
             self.exact[route.path] = route
         else:
-            if any(r.path == route.path for r in self.patterns):
-                raise RouteConflict(f"WebSocket route {where}{route.path!r} is registered twice")
             self.patterns.append(route)
 
     def find(self, path: str) -> tuple[Route, dict[str, Any]] | None:

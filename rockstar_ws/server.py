@@ -20,7 +20,7 @@ from . import tenants
 from .conf import ws_settings
 from .consumer import RockstarConsumer
 from .precheck import check_host, check_selected_subprotocol, check_subprotocol_header
-from .routing import Handler, Middleware, Route, RouteTable
+from .routing import Handler, Middleware, Route, RouteTable, caller_site
 from .stats import Stats
 from .upgrader import Upgrader, effective_upgrader
 
@@ -66,6 +66,7 @@ class WebSocketServer:
 
     # -- registration (the reference's Register* methods) -------------------------------
     def _add(self, path: str, handler: Handler, middleware: Sequence[Middleware] | None = None, **kw: Any) -> Route:
+        kw.setdefault("defined_at", caller_site())
         route = Route(path=path, handler=handler, middleware=tuple(middleware or ()), **kw)
         self.routes.add(route)
         return route
@@ -364,3 +365,20 @@ def _bind(mw: Middleware, nxt: Callable[[Context], Awaitable[Any]]) -> Callable[
 #: The server that ``ws_routes.py`` modules and ``ROCKSTAR_WS["ROUTES"]`` register on.
 default_server = WebSocketServer(use_settings=True)
 
+
+
+def _warn_unless_installed() -> None:
+    """Without "rockstar_ws" in INSTALLED_APPS nothing loads ws_routes.py or the settings routes,
+    so every handshake would be a silent 404: say so where the server is imported (asgi.py)."""
+    from django.apps import apps
+
+    if apps.ready and not apps.is_installed("rockstar_ws"):
+        import warnings
+
+        text = ('"rockstar_ws" is not in INSTALLED_APPS: no ws_routes.py module and no ROCKSTAR_WS["ROUTES"] '
+                'are loaded, and every WebSocket handshake is refused with 404. '
+                'Add "rockstar_ws" to INSTALLED_APPS (after "daphne").')
+        warnings.warn(text, RuntimeWarning, stacklevel=3)
+
+
+_warn_unless_installed()

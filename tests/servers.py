@@ -38,8 +38,9 @@ class ServerProcess:
 
     def __init__(self, kind: str = "daphne", *, app: str = "demo_project.asgi:application",
                  env: dict[str, str] | None = None, args: list[str] | None = None,
-                 log_dir: Path | None = None) -> None:
+                 log_dir: Path | None = None, cwd: Path | None = None) -> None:
         self.kind = kind
+        self.cwd = cwd or ROOT
         self.app = app
         self.port = free_port()
         self.env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONUNBUFFERED": "1",
@@ -73,7 +74,7 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=self.env, stdout=self.log,
+        self.proc = subprocess.Popen(self.command(), cwd=self.cwd, env=self.env, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         wait_for_port(self.port, self.proc)
         return self

@@ -4,10 +4,11 @@ import json
 import os
 
 from demo_project.settings import *  # noqa: F403
-from demo_project.settings import INSTALLED_APPS
+from demo_project.settings import INSTALLED_APPS, ROCKSTAR_WS
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
 ROCKSTAR_WS = {
+    **ROCKSTAR_WS,
     "HANDLER_CLOSE_TIMEOUT": float(os.environ.get("ROCKSTAR_TEST_HANDLER_CLOSE_TIMEOUT", "2")),
     "REFUSAL_MODE": os.environ.get("ROCKSTAR_TEST_REFUSAL_MODE", "http"),
 }

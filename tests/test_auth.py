@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import timedelta
 
 import jwt
@@ -28,6 +29,7 @@ from tests.auth_helpers import (
 )
 from tests.client import connect, recv_json
 from tests.conftest import probe
+from tests.waiting import wait_until_async
 
 ANY = "/ws/test/auth/any"      # chat:read or chat:write
 ALL = "/ws/test/auth/all"      # chat:read and chat:write
@@ -122,9 +124,10 @@ async def test_refusal(daphne, server_env, ids, name):
     assert (got, phrase) == (status, reason)
     assert await user_code_ran(daphne, p) == []
     # The server logged the reason, never the token.
-    await asyncio.sleep(0.2)
-    log = daphne.output()
-    assert any(f"{path}" in line and detail in line for line in log.splitlines()), log[-2000:]
+    def logged() -> str | None:
+        log = daphne.output()
+        return log if any(f"{path}" in line and detail in line for line in log.splitlines()) else None
+    log = await wait_until_async(logged, message=lambda: daphne.output()[-2000:])
     if token:
         assert handshake_log_free_of(log, token)
 
@@ -139,8 +142,7 @@ async def test_blacklisted_access_token_is_refused_at_once_with_the_user_cache_o
     got, phrase, _ = await refused(server, with_token(ANY, token, p))
     assert (got, phrase) == (401, "invalid token")
     assert await user_code_ran(server, p) == []
-    await asyncio.sleep(0.2)
-    assert "token blacklisted" in server.output()
+    await wait_until_async(lambda: "token blacklisted" in server.output(), message=server.output)
 
 
 async def test_blacklisted_access_token_is_refused_within_the_default_cache_ttl(daphne, server_env, ids):
@@ -281,13 +283,16 @@ async def test_token_expiring_mid_connection_closes_with_4401(daphne, ids):
 
 
 async def test_fresh_token_in_time_keeps_the_connection_open(daphne, ids):
-    async with connect(daphne, with_token(ANY, alice(ids, lifetime=4), probe_id())) as ws:
+    first = alice(ids, lifetime=4)
+    async with connect(daphne, with_token(ANY, first, probe_id())) as ws:
         await recv_json(ws)
         fresh = alice(ids, lifetime=60)
         await ws.send(json.dumps({"rockstar.refresh": fresh}))
         ack = await recv_json(ws)
         assert abs(ack["rockstar.refreshed"] - json.loads(_payload(fresh))["exp"]) <= 1
-        await asyncio.sleep(5)  # past the first token's exp
+        # Past the first token's exp (by the clock: the time itself is what this test is about).
+        first_exp = json.loads(_payload(first))["exp"]
+        await wait_until_async(lambda: time.time() > first_exp + 1, timeout=30, interval=0.2)
         await ws.send("after the old exp")
         assert await ws.recv() == f"User {ids['alice']}: after the old exp"
 
@@ -448,3 +453,23 @@ async def test_public_route_accepts_the_marker_and_ignores_the_token(daphne, ids
         assert await ws.recv() == "hi"
     async with connect(daphne, "/ws/echo", subprotocols=["something-else"]) as ws:
         assert ws.subprotocol is None  # nothing else is invented
+
+
+@pytest.mark.parametrize("kind", ["daphne", "uvicorn"])
+async def test_a_route_with_refusal_mode_close_refuses_with_close_codes_while_others_keep_statuses(
+        kind, request, ids):
+    """The demo's /ws/private-browser (refusal_mode="close") and /ws/private (the default, http)."""
+    server = request.getfixturevalue(kind)
+    headers = {"Authorization": f"Bearer {bob(ids, scopes='chat:read')}"}
+    async with connect(server, "/ws/private-browser", additional_headers=headers) as ws:
+        with pytest.raises(ClientClosed):
+            await asyncio.wait_for(ws.recv(), 30)
+        assert ws.close_code == 4403
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(server, "/ws/private", additional_headers=headers):
+            pass
+    assert refused.value.response.status_code == 403
+    async with connect(server, "/ws/private-browser") as ws:  # no token at all
+        with pytest.raises(ClientClosed):
+            await asyncio.wait_for(ws.recv(), 30)
+        assert ws.close_code == 4401

@@ -32,26 +32,42 @@ def test_demo_page_connects_with_the_subprotocol_and_echoes(browser, daphne, ser
     page.fill("#username", "alice")
     page.fill("#password", "alice-password")
     page.click("#connect")
-    page.wait_for_function("document.getElementById('log').textContent.includes('Connected to /ws/private')",
-                           timeout=15000)
+    page.wait_for_function("document.getElementById('log').textContent.includes('Connected to /ws/private-browser')",
+                           timeout=30000)
     assert "subprotocol rockstar.bearer" in _log_text(page)
     page.fill("#msg", "Hello Server!")
     page.click("#sendbtn")
     expected = f"Message from server: User {alice_id}: Hello Server!"
-    page.wait_for_function(f"document.getElementById('log').textContent.includes({expected!r})", timeout=15000)
+    page.wait_for_function(f"document.getElementById('log').textContent.includes({expected!r})", timeout=30000)
     assert page.evaluate("ws.protocol") == "rockstar.bearer"
     page.close()
 
 
-def test_demo_page_shows_the_refusal_for_a_user_without_the_scope(browser, daphne):
+def test_demo_page_shows_why_a_user_without_the_scope_is_refused(browser, daphne):
+    """The page's route refuses in close mode, so bob reads the reason, not "Disconnected (1006)"."""
     page = browser.new_page()
     page.goto(f"{daphne.http_url}/private/")
     page.fill("#username", "bob")
     page.fill("#password", "bob-password")
     page.click("#connect")
-    # A browser sees a refused handshake as a close with 1006 (it hides the HTTP status).
-    page.wait_for_function("document.getElementById('log').textContent.includes('Disconnected')", timeout=15000)
-    assert "Connected to" not in _log_text(page)
+    page.wait_for_function("document.getElementById('log').textContent.includes('Refused (')", timeout=30000)
+    text = _log_text(page)
+    assert "Refused (4403): forbidden: the token lacks the chat:write scope" in text, text
+    assert "Disconnected (1006)" not in text and "Message from server" not in text
+    page.close()
+
+
+def test_demo_page_says_when_the_token_is_not_valid(browser, daphne):
+    page = browser.new_page()
+    page.goto(f"{daphne.http_url}/private/")
+    # A token the server refuses (4401): the page gets it from /api/token/, so replace the answer.
+    page.route("**/api/token/", lambda route: route.fulfill(
+        status=200, content_type="application/json", body='{"access": "not.a.jwt", "refresh": "x"}'))
+    page.fill("#username", "alice")
+    page.fill("#password", "alice-password")
+    page.click("#connect")
+    page.wait_for_function("document.getElementById('log').textContent.includes('Refused (')", timeout=30000)
+    assert "Refused (4401): no valid token" in _log_text(page)
     page.close()
 
 
@@ -95,10 +111,11 @@ def test_close_mode_lets_a_browser_tell_4401_from_4403(browser, server_factory, 
     script = """([url, token]) => new Promise((resolve) => {
         const ws = new WebSocket(url, ['rockstar.bearer', token]);
         let opened = false;
-        ws.onopen = () => { opened = true; };
+        // Send as soon as the socket is open, however slow the handshake: a refused one closes
+        // right after its open event, so the send is harmless there.
+        ws.onopen = () => { opened = true; ws.send('hi'); };
         ws.onmessage = (e) => { resolve({opened, message: e.data, protocol: ws.protocol}); ws.close(); };
         ws.onclose = (e) => resolve({opened, code: e.code, reason: e.reason, protocol: ws.protocol});
-        setTimeout(() => ws.readyState === 1 && ws.send('hi'), 300);
     })"""
     url = f"ws://127.0.0.1:{server.port}/ws/private"
     expired = page.evaluate(script, [url, tokens["expired"]])
@@ -108,4 +125,28 @@ def test_close_mode_lets_a_browser_tell_4401_from_4403(browser, server_factory, 
     assert no_scope["code"] == 4403
     good = page.evaluate(script, [url, tokens["good"]])
     assert (good["message"], good["protocol"]) == (f"User {ids['alice']}: hi", "rockstar.bearer")
+    page.close()
+
+
+def test_plain_daphne_serves_the_admin_and_live_page_styles(browser, daphne):
+    """The session's server is plain daphne (not runserver): with DEBUG the demo's asgi.py serves
+    static files, so the admin's stylesheet loads and the live page is styled."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{daphne.http_url}/static/admin/css/base.css", timeout=30) as r:
+        assert r.status == 200 and b"body" in r.read()
+    page = browser.new_page()
+    failed: list[str] = []
+    page.on("response", lambda resp: resp.url.endswith(".css") and resp.status != 200 and failed.append(resp.url))
+    page.goto(f"{daphne.http_url}/admin/login/?next=/admin/rockstar_ws/live/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "admin-password")
+    page.click("input[type=submit]")
+    page.wait_for_url("**/admin/rockstar_ws/live/", timeout=30000)
+    sheets = page.evaluate("Array.from(document.styleSheets).map(s => s.href).filter(Boolean)")
+    assert any(h.endswith("/static/admin/css/base.css") for h in sheets), sheets
+    # Applied, not only linked: the admin's header gets its background colour from base.css.
+    colour = page.evaluate("getComputedStyle(document.getElementById('header')).backgroundColor")
+    assert colour not in ("rgba(0, 0, 0, 0)", "transparent"), colour
+    assert failed == []
     page.close()

@@ -317,8 +317,10 @@ async def test_in_memory_group_delivers_once_to_each_member_and_respects_exclude
     await b.close()
     await a.say("three")
     assert await a.take(1) == ["three"]
-    await asyncio.sleep(0.3)
-    assert a.pending() == [] and c.pending() == []
+    await a.say("end")
+    assert await a.wait_for("end") == ["end"]  # nothing between: "three" came once
+    await c.ask("size")  # a round trip on c's own socket: anything written to c before is read first
+    assert c.pending() == []
     assert (await a.ask("size"))["local"] == 1
     reply = await a.ask("join", group="bad name!")
     assert reply["reply"] == "invalid" and "letters, digits" in reply["error"]
@@ -341,13 +343,17 @@ async def test_sync_handler_joins_and_broadcasts_with_the_sync_twin(daphne):
 
 
 async def test_demo_chat_room_relays_to_every_client_once(daphne):
+    watcher = await member(daphne, "chat-watcher", join=False)
+    base = (await watcher.ask("size", group="chat"))["local"]
     async with connect(daphne, "/ws/chat") as one, connect(daphne, "/ws/chat") as two:
-        await asyncio.sleep(0.1)
+        # The handler joins after the handshake: wait until both are members before sending.
+        assert await eventually(lambda: _local_size(watcher, "chat", base + 2))
         await one.send("hello room")
         assert await asyncio.wait_for(one.recv(), 10) == "hello room"
         assert await asyncio.wait_for(two.recv(), 10) == "hello room"
         await two.send(b"\x01\x02")
         assert await asyncio.wait_for(one.recv(), 10) == b"\x01\x02"
+    await watcher.close()
 
 
 async def test_demo_rooms_speak_json(daphne):
@@ -385,8 +391,11 @@ async def test_cross_process_exactly_once_in_order_per_sender(server_factory, re
         assert sorted(got) == sorted([f"A:{i}" for i in range(n)] + [f"B:{i}" for i in range(n)])
         for who in "AB":
             assert [int(x[2:]) for x in got if x[0] == who] == list(range(n)), f"{who} out of order"
-    await asyncio.sleep(0.5)
-    assert all(m.pending() == [] for m in everyone), "a member got a message twice"
+    # Each sender's end marker comes after all it sent: a duplicate would arrive before it.
+    await sender_a.say("end-A")
+    await sender_b.say("end-B")
+    for m in everyone:
+        assert await take_until_all(m, {"end-A", "end-B"}) == [], "a member got a message twice"
 
     # One layer member per process, not per connection; member counts cover both processes.
     r = redis_lib.Redis.from_url(redis_url)
@@ -402,7 +411,7 @@ async def test_cross_process_exactly_once_in_order_per_sender(server_factory, re
     await sender_a.say("after")
     for m in (*on_a, on_b[0]):
         assert await m.take(1) == ["after"]
-    await asyncio.sleep(0.5)
+    await on_b[1].ask("size")  # B delivered "after" to on_b[0]; a round trip on on_b[1]'s socket
     assert on_b[1].pending() == []
     assert await eventually(lambda: _size_is(on_a[1], 4))
     await on_b[0].close()
@@ -424,6 +433,23 @@ async def flood(sender: Member, count: int, pad: int) -> None:
 
 async def _size_is(m: Member, n: int) -> bool:
     return (await m.ask("size"))["cluster"] == n
+
+
+async def _local_size(m: Member, group: str, n: int) -> bool:
+    return (await m.ask("size", group=group))["local"] >= n
+
+
+async def take_until_all(m: Member, markers: set[str], timeout: float = 20) -> list[str]:
+    """Broadcasts to ``m`` until every one of ``markers`` has arrived; those other than the markers."""
+    left, others = set(markers), []
+    async with asyncio.timeout(timeout):
+        while left:
+            text = await m.broadcasts.get()
+            if text in left:
+                left.discard(text)
+            else:
+                others.append(text)
+    return others
 
 
 async def _async(value):
@@ -656,12 +682,14 @@ async def test_redis_restart_local_delivery_goes_on_and_cross_process_resumes(se
     print(f"rejoin window after Redis came back: {max(window.values()):.1f}s ({window})")
     # docs/broadcast.md: within about 3 s (2 s backoff cap + a refresh); the margin is for load
     assert max(window.values()) < 8
-    await asyncio.sleep(0.5)
-    on_a.pending(), on_b.pending()
     await on_b.say("back")
-    assert await on_a.take(1) == ["back"] and await on_b.take(1) == ["back"]
-    await asyncio.sleep(0.5)
-    assert on_a.pending() == [] and on_b.pending() == []
+    for m in (on_a, on_b):  # late probes may still come first; nothing else may
+        got = await m.wait_for("back")
+        assert all(x.startswith("probe-") for x in got[:-1]), got
+    await on_a.say("end-a")
+    await on_b.say("end-b")
+    for m in (on_a, on_b):
+        assert await take_until_all(m, {"end-a", "end-b"}) == [], "a broadcast came twice"
 
     # Quiet: per process one WARNING for the outage, one INFO on recovery, no ERROR, no traceback.
     for server in (a, b):

@@ -22,6 +22,7 @@ from tests.client import connect, refusal_status
 from tests.conftest import probe, start_server
 from tests.hostile import RawClient, frame, handshake
 from tests.servers import ServerProcess
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -227,7 +228,9 @@ async def test_flood_on_a_drop_route_drops_and_warns_but_stays_open(target):
             echoed = [m for m in got if not m.startswith("{")]
             assert warnings and warnings[0]["error"] == "rate_limited" and warnings[0]["dropped"] >= 1
             assert 10 <= len(echoed) < 100  # the burst got through, the rest was dropped
-            await asyncio.sleep(0.5)  # tokens refill: the connection is usable again
+            # Time is the input here, not a wait for the server: the bucket refills with the
+            # clock, and a slower machine only lets more tokens in.
+            await asyncio.sleep(0.5)
             await ws.send("after")
             assert await asyncio.wait_for(ws.recv(), 5) == "after"
 
@@ -378,19 +381,27 @@ async def test_huge_handshake_headers_are_refused(target):
         raw.close()
 
 
+async def served_meanwhile(s: Steady, echoes: int = 20) -> None:
+    """Wait until the steady client got ``echoes`` more answers: the server kept serving while
+    a hostile connection was open (the event to wait for, instead of a fixed time)."""
+    start = s.echoes
+    await wait_until_async(lambda: s.echoes >= start + echoes, timeout=60,
+                           message=lambda: f"the steady client got {s.echoes - start} of {echoes} echoes")
+
+
 async def test_half_open_tcp_connection_that_says_nothing(target):
-    async with steady(target):
+    async with steady(target) as s:
         raw = await RawClient.open(target)
-        await asyncio.sleep(1.0)  # the server goes on serving the steady client meanwhile
+        await served_meanwhile(s)
         assert await live(target) == 1  # a TCP connection without a handshake is no WebSocket
         raw.rst()
 
 
 async def test_handshake_that_never_completes(target):
-    async with steady(target):
+    async with steady(target) as s:
         raw = await RawClient.open(target)
         await raw.send(handshake("/ws/echo", target.port, end=False))  # no blank line: never ends
-        await asyncio.sleep(1.0)
+        await served_meanwhile(s)
         assert await live(target) == 1
         raw.close()
 
@@ -437,19 +448,19 @@ async def test_protocol_violations_close_the_connection(target, name, data, code
 
 
 async def test_client_vanishing_mid_message(target):
-    async with steady(target):
+    async with steady(target) as s:
         raw = await RawClient.upgrade(target, "/ws/echo")
         assert await wait_live(target, 2) == 2
         await raw.send(frame(1, b"x" * 5000)[:2000])  # half a frame, then RST
-        await asyncio.sleep(0.2)
+        await served_meanwhile(s, 5)
         raw.rst()
 
 
 async def test_client_vanishing_between_fragments(target):
-    async with steady(target):
+    async with steady(target) as s:
         raw = await RawClient.upgrade(target, "/ws/echo")
         await raw.send(frame(1, b"first half ", fin=False))
-        await asyncio.sleep(0.2)
+        await served_meanwhile(s, 5)
         raw.rst()
 
 
@@ -496,8 +507,11 @@ async def test_handler_raising_closes_1011_and_logs_the_route(target):
         async with connect(target, "/ws/test/crash") as ws:
             await ws.send("boom")
             assert await closed_with(ws) == 1011
-    out = target.output()
-    assert "handler of /ws/test/crash raised" in out and "RuntimeError: handler bug" in out
+    # The log names the handler (the route has no middleware, so no line may blame one).
+    out = await wait_until_async(lambda: "RuntimeError: handler bug" in target.output() and target.output(),
+                                 message=target.output)
+    assert "handler of /ws/test/crash raised (tests.testapp.ws_routes.crashing)" in out
+    assert "middleware of /ws/test/crash" not in out
 
 
 async def test_handler_returning_closes_1000(target):
@@ -521,10 +535,16 @@ async def test_client_that_never_reads_gets_its_writes_failed_with_1013(target):
 async def test_idle_client_is_closed_4408(target):
     async with steady(target):
         async with connect(target, "/ws/p/idle") as ws:
-            for i in range(4):  # activity keeps it open past the 0.5 s idle timeout
+            # Messages for twice the 0.5 s idle timeout keep it open. The pause between them is
+            # pacing under MESSAGE_RATE (at most 50/s), 25 times shorter than the idle timeout,
+            # so a loaded machine does not stretch it past the timeout.
+            loop = asyncio.get_running_loop()
+            until, i = loop.time() + 1.0, 0
+            while loop.time() < until:
                 await ws.send(f"{i}")
                 assert await ws.recv() == f"{i}"
-                await asyncio.sleep(0.3)
+                i += 1
+                await asyncio.sleep(0.02)
             assert await closed_with(ws) == 4408
             assert ws.close_reason == "idle timeout"
 

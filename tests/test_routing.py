@@ -102,3 +102,97 @@ def test_decorator_form_and_authenticated_flags():
     assert r.handler is d and r.authenticated and r.allowed_scopes == ("a", "b") and r.require_all_scopes
     r2 = s.register_authenticated_host_route("h.example.com", "/ws/d", handler, None, ["admin:access"])
     assert r2.authenticated and r2.host == "h.example.com"
+
+
+# -- mistakes named at registration ------------------------------------------------------------
+def test_a_handler_taking_one_argument_is_refused_at_registration_with_the_fix():
+    async def h(conn):
+        pass
+
+    s = WebSocketServer()
+    with pytest.raises(TypeError, match=r"Handler .*h\(conn\) of '/ws/x' must take two arguments \(ctx, conn\); "
+                                        r"write 'async def h\(ctx, conn\):'"):
+        s.register_route("/ws/x", h)
+    with pytest.raises(ImproperlyConfigured):  # also an ImproperlyConfigured, like every set-up mistake
+        s.route("/ws/x")(h)
+    assert len(s.routes) == 0
+
+
+def test_a_sync_handler_and_middleware_with_the_wrong_arity_are_refused():
+    def h(ctx):
+        pass
+
+    async def mw(ctx):
+        pass
+
+    s = WebSocketServer()
+    with pytest.raises(TypeError, match=r"write 'def h\(ctx, conn\):'"):
+        s.register_route("/ws/x", h)
+    with pytest.raises(TypeError, match=r"Middleware .*mw\(ctx\) of '/ws/y' .*write 'async def mw\(ctx, next\):'"):
+        s.register_route("/ws/y", handler, [mw])
+
+
+def test_handlers_of_every_accepted_shape_register():
+    import functools
+
+    class Callable:
+        async def __call__(self, ctx, conn):
+            pass
+
+    class Consumer:
+        async def handle(self, ctx, conn):
+            pass
+
+    async def with_defaults(ctx, conn, extra=None):
+        pass
+
+    async def variadic(*args):
+        pass
+
+    async def partial_target(prefix, ctx, conn):
+        pass
+
+    s = WebSocketServer()
+    for i, h in enumerate((handler, sync_handler, Callable(), Consumer().handle, with_defaults, variadic,
+                           functools.partial(partial_target, "p"))):
+        s.register_route(f"/ws/{i}", h)
+    assert len(s.routes) == 7
+
+
+def test_route_conflict_names_both_registration_sites():
+    s = WebSocketServer()
+    first_line = _line() + 1
+    s.register_route("/ws/x", handler)
+    with pytest.raises(RouteConflict) as err:
+        second_line = _line() + 1
+        s.register_route("/ws/x", sync_handler)
+    text = str(err.value)
+    assert f"tests/test_routing.py:{first_line}" in text and f"tests/test_routing.py:{second_line}" in text, text
+    assert "tests.test_routing.handler" in text and "tests.test_routing.sync_handler" in text
+    s.register_host_route("a.example.com", "/ws/r/<int:n>", handler)
+    with pytest.raises(RouteConflict, match=r"on host 'a.example.com' '/ws/r/<int:n>' is registered twice: first at "
+                                            r"tests/test_routing.py:\d+"):
+        s.register_host_route("A.example.com", "/ws/r/<int:n>", handler)
+
+
+def test_route_conflict_between_settings_routes_names_the_settings_entries():
+    from rockstar_ws.loading import load_settings_routes
+
+    s = WebSocketServer()
+    spec = {"path": "/ws/x", "handler": "tests.test_routing.handler"}
+    with pytest.raises(RouteConflict, match=r"first at settings.ROCKSTAR_WS\['ROUTES'\]\[0\] .*again at "
+                                            r"settings.ROCKSTAR_WS\['ROUTES'\]\[1\]"):
+        load_settings_routes(s, [spec, spec])
+
+
+def _line() -> int:
+    import sys
+
+    return sys._getframe(1).f_lineno
+
+
+def test_a_route_refusal_mode_must_be_http_or_close():
+    s = WebSocketServer()
+    s.register_route("/ws/ok", handler, refusal_mode="close")
+    with pytest.raises(ImproperlyConfigured, match=r"refusal_mode of '/ws/x' is 'closed'; use 'http' or 'close'"):
+        s.register_route("/ws/x", handler, refusal_mode="closed")

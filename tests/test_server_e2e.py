@@ -11,6 +11,7 @@ from websockets.exceptions import ConnectionClosed as ClientClosed
 
 from tests.client import connect, recv_json, refusal_status
 from tests.conftest import probe
+from tests.waiting import wait_until_async
 
 
 async def wait_connections(server, expected: int, timeout: float = 10.0) -> int:
@@ -25,6 +26,10 @@ async def wait_connections(server, expected: int, timeout: float = 10.0) -> int:
 
 async def events(server) -> list[str]:
     return await probe(server, "events")
+
+
+async def _has_event(server, event: str) -> bool:
+    return event in await events(server)
 
 
 async def test_echo_text_and_binary_keep_their_type(daphne):
@@ -46,8 +51,7 @@ async def test_echo_with_logging_middleware(daphne):
     async with connect(daphne, "/ws/echo-logged") as ws:
         await ws.send("logged")
         assert await ws.recv() == "logged"
-    await asyncio.sleep(0.2)
-    assert "WebSocket connection ended" in daphne.output()
+    await wait_until_async(lambda: "WebSocket connection ended" in daphne.output(), message=daphne.output)
 
 
 async def test_remote_and_local_addr_are_ip_port(daphne):
@@ -112,8 +116,11 @@ async def test_middleware_order_outermost_first(daphne):
     await probe(daphne, "clear")
     async with connect(daphne, "/ws/test/mw-order") as ws:
         assert await recv_json(ws) == ["outer", "middle", "inner"]
-    await asyncio.sleep(0.3)
-    got = [e for e in await events(daphne) if ":" in e or e == "handler"]
+
+    async def order() -> list[str] | None:  # complete once the outermost middleware has returned
+        got = [e for e in await events(daphne) if ":" in e or e == "handler"]
+        return got if "outer:after" in got else None
+    got = await wait_until_async(order)
     assert got == ["outer:before", "middle:before", "inner:before", "handler",
                    "inner:after", "middle:after", "outer:after"]
 
@@ -169,31 +176,25 @@ async def test_write_and_read_after_close_fail(daphne):
             await ws.recv()
         assert ws.close_code == 1000
         assert ws.close_reason == "bye"
-    await asyncio.sleep(0.2)
-    evs = await events(daphne)
-    assert "write-after-close:1000" in evs and "read-after-close" in evs
+
+    async def both() -> bool:
+        evs = await events(daphne)
+        return "write-after-close:1000" in evs and "read-after-close" in evs
+    assert await wait_until_async(both)
 
 
 async def test_cancellation_reaches_the_handler_context(daphne):
     await probe(daphne, "clear")
     async with connect(daphne, "/ws/test/cancel") as ws:
         assert await ws.recv() == "waiting"
-    for _ in range(50):
-        if "ctx-done:True:True:True" in await events(daphne):
-            break
-        await asyncio.sleep(0.1)
-    assert "ctx-done:True:True:True" in await events(daphne)
+    assert await wait_until_async(lambda: _has_event(daphne, "ctx-done:True:True:True"))
 
 
 async def test_push_only_handler_learns_the_client_left(daphne):
     await probe(daphne, "clear")
     async with connect(daphne, "/ws/test/push") as ws:
         assert (await ws.recv()).startswith("tick")
-    for _ in range(50):
-        if "push-only:ended" in await events(daphne):
-            break
-        await asyncio.sleep(0.1)
-    assert "push-only:ended" in await events(daphne)
+    assert await wait_until_async(lambda: _has_event(daphne, "push-only:ended"))
 
 
 async def test_upgrader_message_size_limit_takes_effect(daphne):

@@ -127,13 +127,18 @@ def test_tenant_info_coercion():
 async def test_resolver_caches_hits_and_misses_and_coalesces_concurrent_lookups():
     calls: list[str] = []
 
+    gate = asyncio.Event()
+
     async def slow(host: str) -> str | None:
         calls.append(host)
-        await asyncio.sleep(0.05)
+        await gate.wait()  # held until every lookup has started: they must share this one call
         return "acme" if host == "acme.com" else None
 
     r = TenantResolver(slow, ttl=60)
-    got = await asyncio.gather(*(r.lookup("acme.com") for _ in range(10)))
+    lookups = [asyncio.ensure_future(r.lookup("acme.com")) for _ in range(10)]
+    await asyncio.sleep(0)  # one loop turn: every lookup task runs up to its first wait
+    gate.set()
+    got = await asyncio.gather(*lookups)
     assert {g.identifier for g in got} == {"acme"}
     assert calls == ["acme.com"]
     assert await r.lookup("other.com") is None
@@ -492,16 +497,19 @@ def test_unmigrated_tables_mean_no_tenant_but_other_errors_refuse(monkeypatch):
 async def test_a_client_leaving_mid_lookup_does_not_cancel_the_others():
     gate = asyncio.Event()
 
+    started = asyncio.Event()
+
     async def slow(host: str) -> str:
+        started.set()
         await gate.wait()
         return "acme"
 
     r = TenantResolver(slow, ttl=60)
     leaver = asyncio.ensure_future(r.lookup("acme.com"))
     stayer = asyncio.ensure_future(r.lookup("acme.com"))
-    await asyncio.sleep(0.01)
+    await asyncio.wait_for(started.wait(), 10)  # the shared lookup is under way
     leaver.cancel()
-    await asyncio.sleep(0.01)
+    await asyncio.wait([leaver], timeout=10)
     gate.set()
     assert (await stayer).identifier == "acme"
     assert leaver.cancelled()

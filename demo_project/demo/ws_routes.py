@@ -2,6 +2,7 @@
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 from rockstar_ws import ConnectionClosed, Context, InvalidGroupName, TextMessage, WebSocketConnection
 from rockstar_ws import default_server as ws
@@ -15,6 +16,14 @@ async def echo(ctx: Context, conn: WebSocketConnection) -> None:
     while True:
         message_type, data = await conn.read_message()  # raises ConnectionClosed when the client goes
         await conn.write_message(message_type, data)
+
+
+# The same echo as a plain function (runs in a worker thread).
+@ws.route("/ws/echo-sync")
+def echo_sync(ctx: Context, conn: Any) -> None:
+    while True:
+        message_type, data = conn.read_message()
+        conn.write_message(message_type, data)
 
 
 # WebSocket with Middleware: the same echo, wrapped in the logging middleware.
@@ -105,3 +114,7 @@ async def private_handler(ctx: Context, conn: WebSocketConnection) -> None:
 
 
 ws.register_authenticated_route("/ws/private", private_handler, allowed_scopes=["chat:write"])
+# The same route for the /private/ page: a browser hides a refusal's HTTP status (it sees 1006),
+# so this one refuses with close codes the page can show (4401 token, 4403 scope).
+ws.register_authenticated_route("/ws/private-browser", private_handler, allowed_scopes=["chat:write"],
+                                refusal_mode="close")
