@@ -9,7 +9,8 @@ Usage: python3 run.py demo [--redis] [ADDRESS]
   ``--redis`` uses the local Redis at 127.0.0.1:6379 (``REDIS_URL``) instead of the embedded
   in-memory channel layer.
 * ``test``: virtualenv, install, Redis up (started if installed but stopped), Chromium present
-  (installed from Debian's packages when running as root), ``ruff check``, then pytest.
+  (installed from Debian's packages when running as root), ``ruff check``, ``lint-imports``,
+  ``mypy rockstar_ws``, then pytest.
   Extra arguments go to pytest. Under ``CI=true`` nothing that needs Redis or Chromium is skipped.
 
 Only Python 3.11 (or newer) is needed to start; everything else is installed into ``.venv``.
@@ -130,8 +131,12 @@ def cmd_test(args: list[str]) -> None:
         sys.exit("CI: Redis is not reachable on 127.0.0.1:6379 and could not be started; Redis tests cannot run")
     if ci and not chromium_ok:
         sys.exit("CI: Chromium is not installed and could not be installed; browser tests cannot run")
-    say("ruff check")
-    run([str(VENV / "bin" / "ruff"), "check", "."], cwd=ROOT)
+    # Each step fails the run: style (ruff), the layers of docs/architecture.md (import-linter,
+    # which also proves there is no import cycle), types (mypy with django-stubs), then behaviour.
+    for label, cmd in (("ruff check", ["ruff", "check", "."]), ("lint-imports", ["lint-imports"]),
+                       ("mypy rockstar_ws", ["mypy", "rockstar_ws"])):
+        say(label)
+        run([str(VENV / "bin" / cmd[0]), *cmd[1:]], cwd=ROOT)
     say("pytest")
     rc = subprocess.run([str(PY), "-m", "pytest", *args], cwd=ROOT).returncode
     sys.exit(rc)

@@ -541,7 +541,7 @@ def setup_django(var: Path, env: dict[str, str]) -> Callable[[], str] | None:
 
     user, _ = get_user_model().objects.get_or_create(username="bench")
     try:
-        from rockstar_ws.tokens import access_token_for
+        from rockstar_ws.auth.tokens import access_token_for
     except ImportError:
         return None
     return lambda: str(access_token_for(user, scopes=["bench"]))

@@ -8,6 +8,7 @@ processes: the channel layer and the live-connection registry then use it.
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("ROCKSTAR_VAR_DIR", BASE_DIR / "var"))
@@ -82,7 +83,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-ROCKSTAR_WS = {
+ROCKSTAR_WS: dict[str, Any] = {
     # Demo routes live in demo_project/demo/ws_routes.py (autodiscovered).
     # What /api/token/ puts into tokens (rockstar_ws.serializers): the user's DemoGrant.
     "TOKEN_SCOPES": "demo_project.demo.grants.scopes",
@@ -100,7 +101,7 @@ SIMPLE_JWT = {
     "TOKEN_REFRESH_SERIALIZER": "rockstar_ws.serializers.TokenRefreshSerializer",
 }
 
-AUTH_PASSWORD_VALIDATORS = []
+AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True

@@ -3,12 +3,12 @@
 Everything the reference's examples need is exported here.
 """
 
-from .auth import AuthManager
-from .connection import SyncConnection, WebSocketConnection
-from .context import Context, Request
-from .errors import ConnectionClosed, Deny, Reject, RouteConflict
-from .groups import BroadcastError, InvalidGroupName
-from .messages import (
+from ._compat import install as _install_moved_paths
+from .auth.manager import AuthManager
+from .core.connection import SyncConnection, WebSocketConnection
+from .core.context import Context, Request
+from .core.errors import ConnectionClosed, Deny, Reject, RouteConflict
+from .core.messages import (
     BinaryMessage,
     CloseCode,
     CloseMessage,
@@ -17,11 +17,14 @@ from .messages import (
     PongMessage,
     TextMessage,
 )
-from .server import WebSocketServer, default_server
+from .engine.server import WebSocketServer, default_server
+from .groups import BroadcastError, InvalidGroupName
+from .limits.upgrader import Upgrader
 from .tenants import TenantInfo
-from .upgrader import Upgrader
 
 __version__ = "0.1.0"
+
+_install_moved_paths()
 
 __all__ = [
     "AuthManager",

@@ -6,8 +6,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from .live_views import install_admin
-from .models import Tenant, TenantHost
+from .ops.live_views import install_admin
+from .tenants.models import Tenant, TenantHost, TenantQuerySet
 
 install_admin()
 
@@ -37,12 +37,12 @@ class TenantAdmin(admin.ModelAdmin):
         return ", ".join(h.host for h in obj.hosts.all())
 
     @admin.action(description="Deactivate selected tenants (closes their connections)")
-    def deactivate_tenants(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+    def deactivate_tenants(self, request: HttpRequest, queryset: TenantQuerySet) -> None:
         count = queryset.deactivate()
         self.message_user(request, f"{count} tenant(s) deactivated; their open connections are closing.",
                           messages.SUCCESS)
 
     @admin.action(description="Activate selected tenants")
-    def activate_tenants(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+    def activate_tenants(self, request: HttpRequest, queryset: TenantQuerySet) -> None:
         count = queryset.activate()
         self.message_user(request, f"{count} tenant(s) activated.", messages.SUCCESS)

@@ -13,7 +13,10 @@ class RockstarWsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, registry, tenants  # noqa: F401  (registers their system checks)
+        from . import (
+            checks,
+            tenants,
+        )
 
         # A broken configuration stops the process here (daphne, uvicorn and runserver import the
         # app before they listen), with the text `manage.py check` prints, instead of answering
@@ -21,11 +24,11 @@ class RockstarWsConfig(AppConfig):
         if checks.reporting_command() and checks.configuration_errors():
             return
         checks.raise_for_configuration_errors()
-        from .loading import load_routes
+        from .engine.loading import load_routes
 
         load_routes()
+        from .engine.server import default_server
         from .registry import install as install_registry
-        from .server import default_server
 
         tenants.connect_signals()
         tenants.install(default_server)

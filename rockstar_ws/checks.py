@@ -146,7 +146,7 @@ def check_protection(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
             out.append(Error(f"ROCKSTAR_WS['{name}'] is {value!r}", hint="Use a number >= 0 (0 switches it off).",
                              id="rockstar_ws.E201"))
-    from .upgrader import RATE_LIMIT_POLICIES
+    from .limits.upgrader import RATE_LIMIT_POLICIES
 
     if ws_settings.RATE_LIMIT_POLICY not in RATE_LIMIT_POLICIES:
         out.append(Error(f"ROCKSTAR_WS['RATE_LIMIT_POLICY'] is {ws_settings.RATE_LIMIT_POLICY!r}",
@@ -220,7 +220,7 @@ _ASGI_SNIPPET = (
 def _unwrap_websocket_app(app: Any, depth: int = 0) -> Any:
     """The rockstar_ws server behind Channels-style wrappers (``inner`` / ``application``), or
     the innermost app reached."""
-    from .server import WebSocketServer
+    from .engine.server import WebSocketServer
 
     if isinstance(app, WebSocketServer) or depth > 20:
         return app
@@ -260,7 +260,7 @@ def check_setup(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     server, and at least one route on it."""
     from django.apps import apps
 
-    from .server import WebSocketServer, default_server
+    from .engine.server import WebSocketServer, default_server
 
     out: list[Any] = []
     if not apps.is_installed("daphne"):
@@ -304,3 +304,31 @@ def check_setup(app_configs: Any = None, **kwargs: Any) -> list[Any]:
             hint="Register routes in a ws_routes.py module of an installed app (@default_server.route('/ws/echo')), "
                  "or in ROCKSTAR_WS['ROUTES'].", id="rockstar_ws.W304"))
     return out
+
+
+@register("rockstar_ws")
+def check_tenancy(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """The resolver imports, the numbers make sense, route options are well formed."""
+    from .engine.server import default_server
+    from .tenants import get_resolver
+
+    errors: list[Any] = []
+    try:
+        resolver = get_resolver()
+    except ImproperlyConfigured as exc:
+        return [Error(str(exc), id="rockstar_ws.E041",
+                      hint="Name a function func(host) -> TenantInfo | str | None, or None to turn tenancy off.")]
+    for key in ("TENANT_CACHE_TTL", "TENANT_SWEEP_INTERVAL"):
+        value = getattr(ws_settings, key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            errors.append(Error(f"ROCKSTAR_WS[{key!r}] must be a number of seconds >= 0, got {value!r}",
+                                id="rockstar_ws.E042"))
+    for route in default_server.routes:
+        cross = route.options.get("cross_tenant_scopes")
+        if cross is not None and (isinstance(cross, str) or not all(isinstance(s, str) for s in cross)):
+            errors.append(Error(f"Route {route.label}: cross_tenant_scopes must be a list of scope strings, "
+                                f"got {cross!r}", id="rockstar_ws.E043"))
+        if route.tenant and resolver is None:
+            errors.append(Warning(f"Route {route.label} is declared for tenant {route.tenant!r} but tenancy is "
+                                  "off (TENANT_RESOLVER is None): it can never be reached.", id="rockstar_ws.W041"))
+    return errors

@@ -32,7 +32,17 @@ from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-__all__ = ["RedisChannelLayer"]
+__all__ = ["RedisChannelLayer", "crosses_processes"]
+
+
+def crosses_processes(layer: Any) -> bool:
+    """True when messages sent through ``layer`` reach other processes (not the in-memory layer)."""
+    if layer is None:
+        return False
+    from channels.layers import InMemoryChannelLayer
+
+    return not isinstance(layer, InMemoryChannelLayer)
+
 
 
 class RedisChannelLayer(_RedisChannelLayer):

@@ -7,7 +7,7 @@ The admin page and its JSON live in the admin site (``/admin/rockstar_ws/live/``
 
 from django.urls import path
 
-from .live_views import metrics
+from .ops.live_views import metrics
 
 app_name = "rockstar_ws"
 urlpatterns = [

@@ -24,9 +24,9 @@ import django
 
 django.setup()
 
-from rockstar_ws.asgi_servers import ServerBridge  # noqa: E402
-from rockstar_ws.guard import ConnectionGuard  # noqa: E402
-from rockstar_ws.upgrader import settings_upgrader  # noqa: E402
+from rockstar_ws.limits.guard import ConnectionGuard  # noqa: E402
+from rockstar_ws.limits.upgrader import settings_upgrader  # noqa: E402
+from rockstar_ws.servers.bridges import ServerBridge  # noqa: E402
 from tests.conftest import probe  # noqa: E402
 from tests.hostile import RawClient  # noqa: E402
 from tests.servers import ServerProcess  # noqa: E402

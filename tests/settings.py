@@ -2,6 +2,7 @@
 
 import json
 import os
+from typing import Any
 
 from demo_project.settings import *  # noqa: F403
 from demo_project.settings import INSTALLED_APPS, ROCKSTAR_WS
@@ -18,6 +19,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # JSON (limits, refusal mode, middleware, ...) through the environment.
 if os.environ.get("ROCKSTAR_TEST_PREFIX"):
     ROCKSTAR_WS["REGISTRY_KEY_PREFIX"] = os.environ["ROCKSTAR_TEST_PREFIX"] + ":live:"
-    if "CONFIG" in CHANNEL_LAYERS["default"]:  # noqa: F405
-        CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = os.environ["ROCKSTAR_TEST_PREFIX"]  # noqa: F405
+    _layer: dict[str, Any] = CHANNEL_LAYERS["default"]  # noqa: F405
+    if "CONFIG" in _layer:
+        _layer["CONFIG"]["prefix"] = os.environ["ROCKSTAR_TEST_PREFIX"]
 ROCKSTAR_WS.update(json.loads(os.environ.get("ROCKSTAR_TEST_WS_SETTINGS", "{}")))

@@ -17,7 +17,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from websockets.exceptions import ConnectionClosed as ClientClosed
 from websockets.exceptions import InvalidStatus
 
-from rockstar_ws.tokens import access_token_for
+from rockstar_ws.auth.tokens import access_token_for
 from tests.auth_helpers import (
     blacklist_in_server,
     ensure_inactive_user,

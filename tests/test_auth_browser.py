@@ -97,7 +97,7 @@ def test_token_view_puts_scopes_and_tenant_into_the_tokens(daphne):
 def test_close_mode_lets_a_browser_tell_4401_from_4403(browser, server_factory, server_env):
     """REFUSAL_MODE = "close": the refusal is accepted with the marker subprotocol and closed
     with 4401/4403, which a browser shows (it hides HTTP statuses)."""
-    from rockstar_ws.tokens import access_token_for
+    from rockstar_ws.auth.tokens import access_token_for
 
     server = server_factory("daphne", env={"ROCKSTAR_TEST_REFUSAL_MODE": "close"})
     ids = user_ids(server_env)

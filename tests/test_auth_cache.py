@@ -12,9 +12,9 @@ from asgiref.sync import sync_to_async
 from django.test import override_settings
 
 from rockstar_ws import AuthManager
-from rockstar_ws.auth import clear_user_cache
-from rockstar_ws.errors import Deny
-from rockstar_ws.tokens import access_token_for
+from rockstar_ws.auth.manager import clear_user_cache
+from rockstar_ws.auth.tokens import access_token_for
+from rockstar_ws.core.errors import Deny
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -110,7 +110,7 @@ async def test_blacklisting_clears_the_cache(counted):
 
 @override_settings(ROCKSTAR_WS={"AUTH_USER_CACHE_TTL": 30})
 async def test_expired_entries_query_again(counted, monkeypatch):
-    import rockstar_ws.auth as auth
+    import rockstar_ws.auth.manager as auth
 
     manager, calls = counted
     user = await _user("expiring")

@@ -18,7 +18,7 @@ from rest_framework_simplejwt.tokens import RefreshToken, SlidingToken
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as sync_connect
 
-from rockstar_ws.tokens import access_token_for
+from rockstar_ws.auth.tokens import access_token_for
 from tests.auth_helpers import ensure_inactive_user, probe_id, user_ids, with_token
 from tests.client import connect, recv_json
 from tests.conftest import probe

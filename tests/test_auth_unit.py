@@ -11,9 +11,9 @@ from django.test import override_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
 from rockstar_ws import AuthManager, WebSocketServer
-from rockstar_ws.auth import REFRESH_PREFIX, scopes_from_claims
+from rockstar_ws.auth.manager import REFRESH_PREFIX, scopes_from_claims
+from rockstar_ws.auth.tokens import access_token_for
 from rockstar_ws.checks import check_auth
-from rockstar_ws.tokens import access_token_for
 
 
 def test_session_source_without_origins_refuses_to_start():
@@ -111,8 +111,8 @@ async def test_host_tenant_is_kept_and_token_tenant_fills_a_blank():
     from asgiref.sync import sync_to_async
     from django.contrib.auth import get_user_model
 
-    from rockstar_ws.context import Context, Request
-    from rockstar_ws.routing import Route
+    from rockstar_ws.core.context import Context, Request
+    from rockstar_ws.core.routing import Route
 
     user = await sync_to_async(get_user_model().objects.create_user)("dave", password="x")
     token = str(access_token_for(user.pk, scopes="s", tenant="tok-tenant"))

@@ -127,7 +127,7 @@ def build(tmp_path: Path, page: Page, prefix: str) -> tuple[FreshProject, list[B
 ROUTES_SCRIPT = """
 import json
 from rockstar_ws import default_server
-from rockstar_ws.models import TenantHost
+from rockstar_ws.tenants.models import TenantHost
 hosts, tenant_of = {}, {}
 for h in TenantHost.objects.select_related("tenant"):
     hosts.setdefault(h.tenant.identifier, h.host)
@@ -140,7 +140,7 @@ print(json.dumps([{"path": r.path, "host": r.host, "tenant": r.tenant, "auth": r
 
 TOKEN_SCRIPT = """
 from django.contrib.auth import get_user_model
-from rockstar_ws.tokens import access_token_for
+from rockstar_ws.auth.tokens import access_token_for
 user, _ = get_user_model().objects.get_or_create(username="docs-reader")
 print(access_token_for(user, scopes={scopes!r}, tenant={tenant!r}))
 """

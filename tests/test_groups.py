@@ -249,7 +249,7 @@ async def test_publish_queue_is_bounded_and_layer_failures_are_loud(settings):
     from rockstar_ws.groups import GroupHub
 
     settings.ROCKSTAR_WS = {"GROUP_PUBLISH_QUEUE_SIZE": 3}
-    from rockstar_ws.outage import outage
+    from rockstar_ws.core.outage import outage
 
     outage.reset()  # the first failure below starts an outage of this test's own
     records: list[logging.LogRecord] = []

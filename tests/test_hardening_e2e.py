@@ -238,7 +238,7 @@ async def test_a_demo_room_closes_1007_on_json_it_cannot_read(daphne, payload):
 
 async def test_a_refresh_message_nested_too_deep_closes_4400(daphne, server_env):
     """The token-refresh message is JSON the library parses itself: too deep is malformed too."""
-    from rockstar_ws.tokens import access_token_for
+    from rockstar_ws.auth.tokens import access_token_for
     from tests.auth_helpers import probe_id, user_ids, with_token
 
     token = str(access_token_for(user_ids(server_env)["alice"], scopes=["chat:read"], tenant="tenant1"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rockstar_ws.logsafe import LOG_VALUE_LIMIT, escape
+from rockstar_ws.core.logsafe import LOG_VALUE_LIMIT, escape
 
 
 @pytest.mark.parametrize(("raw", "logged"), [

@@ -6,7 +6,7 @@ import pytest
 from django.test import override_settings
 
 from rockstar_ws import Deny
-from rockstar_ws.precheck import (
+from rockstar_ws.handshake.precheck import (
     check_host,
     check_selected_subprotocol,
     check_subprotocol_header,

@@ -8,10 +8,10 @@ from django.test import override_settings
 
 from rockstar_ws import Deny, Upgrader, WebSocketServer
 from rockstar_ws.checks import check_protection
-from rockstar_ws.context import Context, Headers, Request
-from rockstar_ws.ratelimit import HandshakeRateLimiter, TokenBucket
-from rockstar_ws.routing import Route
-from rockstar_ws.upgrader import default_check_origin, effective_upgrader, settings_upgrader
+from rockstar_ws.core.context import Context, Headers, Request
+from rockstar_ws.core.routing import Route
+from rockstar_ws.limits.ratelimit import HandshakeRateLimiter, TokenBucket
+from rockstar_ws.limits.upgrader import default_check_origin, effective_upgrader, settings_upgrader
 
 
 async def _handler(ctx, conn):
@@ -104,7 +104,7 @@ def test_bad_upgrader_values_are_errors():
 
 
 def test_settings_routes_take_an_upgrader_dict():
-    from rockstar_ws.loading import load_settings_routes
+    from rockstar_ws.engine.loading import load_settings_routes
 
     server = WebSocketServer()
     load_settings_routes(server, [{"path": "/ws/s", "handler": "demo_project.demo.ws_routes.echo",

@@ -10,7 +10,7 @@ from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rockstar_ws.context import Headers, Request
+from rockstar_ws.core.context import Headers, Request
 from rockstar_ws.pubsub.permissions import (
     Action,
     Permissions,

@@ -12,9 +12,9 @@ from django.core.management import call_command
 from django.test import override_settings
 
 from rockstar_ws import Deny, WebSocketServer
-from rockstar_ws.context import Context, Request
+from rockstar_ws.core.context import Context, Request
+from rockstar_ws.core.routing import Route
 from rockstar_ws.registry import LocalRegistry, RedisRegistry, get_registry, redis_url_from_settings
-from rockstar_ws.routing import Route
 
 REDIS_LAYER = "channels_redis.core.RedisChannelLayer"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from rockstar_ws import RouteConflict, WebSocketServer
-from rockstar_ws.errors import ImproperlyConfigured
-from rockstar_ws.routing import normalize_host
+from rockstar_ws.core.errors import ImproperlyConfigured
+from rockstar_ws.core.routing import normalize_host
 
 
 async def handler(ctx, conn):
@@ -176,7 +176,7 @@ def test_route_conflict_names_both_registration_sites():
 
 
 def test_route_conflict_between_settings_routes_names_the_settings_entries():
-    from rockstar_ws.loading import load_settings_routes
+    from rockstar_ws.engine.loading import load_settings_routes
 
     s = WebSocketServer()
     spec = {"path": "/ws/x", "handler": "tests.test_routing.handler"}

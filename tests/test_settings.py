@@ -8,7 +8,7 @@ from django.test import override_settings
 
 from rockstar_ws import WebSocketServer
 from rockstar_ws.conf import DEFAULTS, DOCS, ws_settings
-from rockstar_ws.loading import load_settings_routes
+from rockstar_ws.engine.loading import load_settings_routes
 
 
 def test_defaults_are_documented():

@@ -16,11 +16,12 @@ from django.db import IntegrityError, transaction
 from django.test import override_settings
 
 from rockstar_ws import Deny, WebSocketServer, tenants
-from rockstar_ws.context import Context, Headers, Request
-from rockstar_ws.errors import ImproperlyConfigured
-from rockstar_ws.models import Tenant, TenantHost
-from rockstar_ws.routing import Route
+from rockstar_ws.checks import check_tenancy
+from rockstar_ws.core.context import Context, Headers, Request
+from rockstar_ws.core.errors import ImproperlyConfigured
+from rockstar_ws.core.routing import Route
 from rockstar_ws.tenants import TenantInfo, TenantResolver
+from rockstar_ws.tenants.models import Tenant, TenantHost
 
 
 async def _handler(ctx: Any, conn: Any) -> None:
@@ -308,7 +309,7 @@ def test_cross_tenant_scopes_as_a_string_fails_closed():
 
 
 def test_tenant_overrides_reach_the_connection_upgrader_only_for_that_tenant():
-    from rockstar_ws.upgrader import effective_upgrader
+    from rockstar_ws.limits.upgrader import effective_upgrader
 
     ctx = make_ctx(tenant=TenantInfo("t", settings={"max_message_size": 8, "allowed_origins": ["https://a.com"]}))
     ctx.upgrader = base = effective_upgrader(ctx.route, ctx.server.upgrader)
@@ -411,7 +412,7 @@ def test_ws_tenant_command_errors_name_the_problem(args, message):
 ])
 def test_system_checks(settings, check_id):
     with override_settings(ROCKSTAR_WS=settings):
-        assert check_id in [e.id for e in tenants._check_tenancy()]
+        assert check_id in [e.id for e in check_tenancy()]
 
 
 def test_system_check_on_route_options(monkeypatch):
@@ -419,10 +420,10 @@ def test_system_check_on_route_options(monkeypatch):
 
     route = default_server.register_route("/ws/test/bad-cross", _handler, cross_tenant_scopes="staff:all")
     try:
-        assert "rockstar_ws.E043" in [e.id for e in tenants._check_tenancy()]
+        assert "rockstar_ws.E043" in [e.id for e in check_tenancy()]
     finally:
         default_server.routes.global_routes.exact.pop(route.path)
-    assert tenants._check_tenancy() == []
+    assert check_tenancy() == []
 
 
 # -- the sweep and the control message --------------------------------------------------------------

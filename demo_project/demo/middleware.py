@@ -4,7 +4,7 @@ import logging
 import time
 
 from rockstar_ws import Context
-from rockstar_ws.logsafe import escape
+from rockstar_ws.core.logsafe import escape
 
 log = logging.getLogger("demo")
 

@@ -159,7 +159,11 @@ class PresenceCoalescer:
         self.entries += len(update.joined) + len(update.left) + update.omitted
         task = asyncio.ensure_future(self._deliver(update, self._emitting.get(group)))
         self._emitting[group] = task
-        task.add_done_callback(lambda t, g=group: self._emitting.pop(g, None) if self._emitting.get(g) is t else None)
+        def forget(done: asyncio.Task[None], group: str = group) -> None:
+            if self._emitting.get(group) is done:
+                self._emitting.pop(group, None)
+
+        task.add_done_callback(forget)
         return update, task
 
     async def _deliver(self, update: PresenceUpdate, previous: asyncio.Task[None] | None) -> None:

@@ -398,7 +398,7 @@ def redis_from_config(config: RedisConfig, **defaults: object) -> Redis:
         pairs.append((item[0], item[1]))
     if sentinel_kwargs is not None and not isinstance(sentinel_kwargs, Mapping):
         raise ImproperlyConfigured("history Redis 'sentinel_kwargs' must be a dict of connection options")
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+    sentinel = Sentinel(
         pairs, sentinel_kwargs=dict(sentinel_kwargs) if sentinel_kwargs else None, **options)
     return cast("Redis", sentinel.master_for(master_name))
 

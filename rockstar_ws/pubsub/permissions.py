@@ -48,7 +48,7 @@ from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.utils.module_loading import import_string
 
 if TYPE_CHECKING:
-    from rockstar_ws.context import Request
+    from rockstar_ws.core.context import Request
 
 __all__ = [
     "GROUP_MAX_LENGTH",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rockstar_ws.tokens import access_token_for
+from rockstar_ws.auth.tokens import access_token_for
 
 
 def make_token(user_id: int | str = 1, tenant_id: str | None = None, scopes: list[str] | None = None) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from rockstar_ws import Context, TextMessage, WebSocketConnection
 from rockstar_ws import default_server as ws
-from rockstar_ws.auth import SOURCE_KEY
+from rockstar_ws.auth.manager import SOURCE_KEY
 
 from .ws_routes import record
 

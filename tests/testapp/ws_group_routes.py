@@ -56,7 +56,7 @@ async def group_driver(ctx: Context, conn: WebSocketConnection) -> None:
         elif op == "stats":
             hub = current_hub(ws)
             queued = [len(m.queue) for m in hub._members.values()] if hub else []
-            from rockstar_ws.outage import outage
+            from rockstar_ws.core.outage import outage
 
             await conn.write_json({"reply": "stats", "groups": hub.stats if hub else {}, "queued": queued,
                                    "closed": {str(k): v for k, v in ws.stats.closed_total.items()},

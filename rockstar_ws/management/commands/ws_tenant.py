@@ -13,8 +13,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from rockstar_ws.models import Tenant, TenantHost, clean_host
-from rockstar_ws.routing import normalize_host
+from rockstar_ws.core.routing import normalize_host
+from rockstar_ws.tenants.models import Tenant, TenantHost, clean_host
 
 
 class Command(BaseCommand):

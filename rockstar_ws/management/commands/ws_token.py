@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from rockstar_ws.tokens import access_token_for
+from rockstar_ws.auth.tokens import access_token_for
 
 
 class Command(BaseCommand):

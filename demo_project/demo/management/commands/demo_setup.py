@@ -23,7 +23,7 @@ DEMO_TENANTS = [
 
 def setup_tenants(stdout: Any = None) -> None:
     """Create the demo tenants and their hosts, active (again), with no overrides."""
-    from rockstar_ws.models import Tenant, TenantHost
+    from rockstar_ws.tenants.models import Tenant, TenantHost
 
     for identifier, name, hosts in DEMO_TENANTS:
         tenant, created = Tenant.objects.get_or_create(identifier=identifier, defaults={"name": name})

@@ -22,27 +22,29 @@ A connection's life, in order:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from channels.consumer import AsyncConsumer
 
-from .asgi_servers import bridge_for
-from .auth import REFRESH_PREFIX
-from .conf import ws_settings
-from .connection import CLOSED, OPEN, SyncConnection, WebSocketConnection
-from .context import Context, Request
-from .errors import ConnectionClosed, Deny
-from .guard import new_guard
-from .logsafe import escape
-from .messages import BinaryMessage, CloseCode, TextMessage
-from .outage import outage
-from .precheck import check_selected_subprotocol, raw_subprotocols
-from .refusals import refuse
-from .routing import describe, normalize_host
-from .shutdown import watch_daphne_shutdown
-from .upgrader import effective_upgrader
+from ..auth.manager import REFRESH_PREFIX
+from ..conf import ws_settings
+from ..core.connection import SyncConnection, WebSocketConnection
+from ..core.context import Context, Request
+from ..core.errors import ConnectionClosed, Deny, ImproperlyConfigured
+from ..core.logsafe import escape
+from ..core.messages import BinaryMessage, CloseCode, TextMessage
+from ..core.outage import outage
+from ..core.routing import describe, normalize_host
+from ..groups import hub_for
+from ..handshake.precheck import check_selected_subprotocol, raw_subprotocols
+from ..limits.guard import new_guard
+from ..limits.upgrader import effective_upgrader
+from ..servers.bridges import bridge_for
+from ..servers.refusals import refuse
+from ..servers.shutdown import watch_daphne_shutdown
 
 if TYPE_CHECKING:
     from .server import WebSocketServer
@@ -70,7 +72,8 @@ class RockstarConsumer(AsyncConsumer):
     (``message_type``, ``data``) or ``rockstar.close`` (``code``, ``reason``) reach the client.
     """
 
-    server: WebSocketServer | None = None
+    #: Set per instance (WebSocketServer.__call__ passes itself), or on a subclass.
+    server: WebSocketServer
 
     def __init__(self, server: WebSocketServer | None = None, **kwargs: Any) -> None:
         if server is not None:
@@ -94,8 +97,9 @@ class RockstarConsumer(AsyncConsumer):
         message = await receive()
         if message["type"] != "websocket.connect":
             return  # the client left before the handshake reached us
-        server = self.server
-        assert server is not None, "RockstarConsumer needs a server (use server as the ASGI app)"
+        server = getattr(self, "server", None)
+        if server is None:
+            raise ImproperlyConfigured("RockstarConsumer needs a server: use a WebSocketServer as the ASGI app")
         host = _host_of(scope)
         request = Request.from_scope(scope, host)
         ctx: Context | None = None
@@ -146,7 +150,7 @@ class RockstarConsumer(AsyncConsumer):
                 await self._refuse(Deny(500, "internal error"), request)
         finally:
             if self.conn is not None:
-                self.conn._mark_closed(CloseCode.ABNORMAL)
+                self.conn.mark_closed(CloseCode.ABNORMAL)
             if ctx is not None:
                 ctx.done.set()
             if release is not None:
@@ -180,20 +184,21 @@ class RockstarConsumer(AsyncConsumer):
         # would leave the handshake hanging with the connection already counted.
         check_selected_subprotocol(self.scope, ctx.subprotocol)
         conn = WebSocketConnection(ctx, self.base_send, inbox_size=ws_settings.INBOX_SIZE,
-                                   inbox_max_bytes=ws_settings.INBOX_MAX_BYTES, bridge=self.bridge)
+                                   inbox_max_bytes=ws_settings.INBOX_MAX_BYTES, bridge=self.bridge,
+                                   membership=functools.partial(hub_for, server))
         ctx.connection = conn
         self.conn = conn
-        conn._guard = new_guard(conn, ctx.upgrader or effective_upgrader(route, server.upgrader), self.bridge)
+        guard = new_guard(conn, ctx.upgrader or effective_upgrader(route, server.upgrader), self.bridge)
+        conn.set_guard(guard)
         accept: dict[str, Any] = {"type": "websocket.accept"}
         if ctx.subprotocol:
             accept["subprotocol"] = ctx.subprotocol
-            conn.subprotocol = ctx.subprotocol
         await self.base_send(accept)
         self.accepted = True
-        conn._state = OPEN
+        conn.opened(ctx.subprotocol)
         server._opened(conn)
-        if conn._guard is not None:
-            conn._guard.start()
+        if guard is not None:
+            guard.start()
         if self.bridge.name == "daphne":
             watch_daphne_shutdown(server)
         listener = None
@@ -259,7 +264,7 @@ class RockstarConsumer(AsyncConsumer):
             for task in (handler, listener):
                 if task is not None and not task.done():
                     task.cancel()
-            conn._mark_closed(CloseCode.ABNORMAL)
+            conn.mark_closed(CloseCode.ABNORMAL)
             ctx.done.set()
             server._closed(conn)
 
@@ -280,7 +285,7 @@ class RockstarConsumer(AsyncConsumer):
     async def _pump(self, conn: WebSocketConnection) -> None:
         """The hot path: client messages into the connection's inbox until the client goes."""
         receive = self._receive
-        feed = conn._feed
+        feed = conn.feed
         max_size = conn.ctx.upgrader.max_message_size if conn.ctx.upgrader else self.server.max_message_size
         limiter = self.server.new_rate_limiter(conn)
         control = self.control  # token refresh (auth.TokenGuard); None on most connections
@@ -288,7 +293,7 @@ class RockstarConsumer(AsyncConsumer):
             message = await receive()
             mtype = message["type"]
             if mtype == "websocket.receive":
-                if conn._state == CLOSED:
+                if conn.closed:
                     continue
                 text = message.get("text")
                 if text is not None:
@@ -312,10 +317,10 @@ class RockstarConsumer(AsyncConsumer):
                         continue
                 if not feed(item):
                     await conn.close(CloseCode.POLICY_VIOLATION, "inbox overflow")
-                elif conn._inbox_full:
+                elif conn.inbox_full:
                     await self._hold(conn)
             elif mtype == "websocket.disconnect":
-                conn._mark_closed(message.get("code", CloseCode.ABNORMAL), message.get("reason") or "")
+                conn.mark_closed(message.get("code", CloseCode.ABNORMAL), message.get("reason") or "")
                 return
 
     async def _hold(self, conn: WebSocketConnection) -> None:
@@ -328,14 +333,14 @@ class RockstarConsumer(AsyncConsumer):
         bridge = self.bridge
         bridge.pause_reading()
         try:
-            await conn._wait_for_room()
+            await conn.wait_for_room()
         finally:
             bridge.resume_reading()
 
     async def _listen(self, layer: Any, channel: str, conn: WebSocketConnection) -> None:
         """Messages for this connection arriving through the channel layer."""
         delay = 0.2
-        while conn._state != CLOSED:
+        while not conn.closed:
             try:
                 message = await layer.receive(channel)
                 delay = 0.2

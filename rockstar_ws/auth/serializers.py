@@ -22,12 +22,13 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.utils.module_loading import import_string
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt import serializers as jwt_serializers
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken, Token
 
-from .conf import ws_settings
-from .errors import ImproperlyConfigured
+from ..conf import ws_settings
+from ..core.errors import ImproperlyConfigured
 
 __all__ = ["TokenObtainPairSerializer", "TokenRefreshSerializer", "add_ws_claims", "scopes_from_permissions"]
 
@@ -100,13 +101,16 @@ class TokenObtainPairSerializer(jwt_serializers.TokenObtainPairSerializer):
         """SimpleJWT's checks of the credentials, then a pair with the user's scopes and tenant."""
         # SimpleJWT's get_token is a classmethod without the request, which the tenant hook needs.
         data = super(jwt_serializers.TokenObtainPairSerializer, self).validate(attrs)
-        refresh = add_ws_claims(self.get_token(self.user), self.user, self.context.get("request"))
+        user = self.user
+        if user is None:  # SimpleJWT's validate() raised already; this keeps the type checker honest
+            raise AuthenticationFailed("No active account found with the given credentials")
+        refresh = add_ws_claims(self.get_token(user), user, self.context.get("request"))
         data["refresh"] = str(refresh)
-        data["access"] = str(refresh.access_token)
+        data["access"] = str(refresh.access_token)  # type: ignore[attr-defined]  # get_token() makes a RefreshToken
         if api_settings.UPDATE_LAST_LOGIN:
             from django.contrib.auth.models import update_last_login
 
-            update_last_login(None, self.user)
+            update_last_login(None, user)  # type: ignore[arg-type]  # Django's own callers pass None too
         return data
 
 
@@ -118,7 +122,7 @@ class TokenRefreshSerializer(jwt_serializers.TokenRefreshSerializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """SimpleJWT's refresh (rotation and blacklist included), then the current scopes."""
         data = super().validate(attrs)
-        access = AccessToken(data["access"])
+        access = AccessToken(data["access"])  # type: ignore[arg-type]  # the stubs omit str, what SimpleJWT parses
         user_id = access.payload.get(api_settings.USER_ID_CLAIM)
         user = get_user_model().objects.filter(**{api_settings.USER_ID_FIELD: user_id}).first()
         if user is None:
@@ -129,7 +133,7 @@ class TokenRefreshSerializer(jwt_serializers.TokenRefreshSerializer):
         add_ws_claims(access, user, self.context.get("request"), tenant=False)
         data["access"] = str(access)
         if "refresh" in data:
-            refresh = RefreshToken(data["refresh"])
+            refresh = RefreshToken(data["refresh"])  # type: ignore[arg-type]  # as above
             for claim in (ws_settings.AUTH_SCOPE_CLAIM, ws_settings.AUTH_SCOPES_CLAIM):
                 if claim and claim in refresh.payload:
                     del refresh[claim]

@@ -37,14 +37,15 @@ from typing import TYPE_CHECKING, Any
 from django.core.exceptions import ValidationError
 from django.utils.module_loading import import_string
 
-from .conf import ws_settings
-from .errors import Deny, ImproperlyConfigured
-from .outage import outage
+from ..conf import ws_settings
+from ..core.errors import Deny, ImproperlyConfigured
+from ..core.outage import outage
+from ..layers import crosses_processes
 
 if TYPE_CHECKING:
-    from .connection import WebSocketConnection
-    from .context import Context, Request
-    from .server import WebSocketServer
+    from ..core.connection import WebSocketConnection
+    from ..core.context import Context, Request
+    from ..engine.server import WebSocketServer
 
 __all__ = [
     "TENANT_CHANGED_CLOSE_CODE",
@@ -519,9 +520,7 @@ class _Control:
             self.tasks.append(loop.create_task(self._listen(layer)))
         if float(ws_settings.TENANT_SWEEP_INTERVAL) > 0:
             self.tasks.append(loop.create_task(self._sweep_forever()))
-        from .groups import _crosses_processes
-
-        if float(ws_settings.TENANT_POLL_INTERVAL) > 0 and not _crosses_processes(layer):
+        if float(ws_settings.TENANT_POLL_INTERVAL) > 0 and not crosses_processes(layer):
             # No broadcast reaches this process from another one (the management command, a
             # second web process): a cheap version read stands in for it.
             self.tasks.append(loop.create_task(self._poll_forever()))
@@ -624,16 +623,17 @@ def _tenant_tables_version() -> tuple[Any, ...]:
 async def sweep() -> int:
     """Re-resolve the hosts of open tenant connections (bypassing the cache) and close those whose
     tenant is now inactive or gone, or whose host now belongs elsewhere. Returns how many closed."""
-    by_host: dict[tuple[int, str], list[WebSocketConnection]] = {}
-    for conn in _tenant_connections():
-        tenant = conn.ctx.tenant
-        resolver = conn.ctx.server.tenant_resolver
-        if tenant is None or not isinstance(resolver, TenantResolver) or conn.closed:
+    by_host: dict[tuple[int, str], tuple[TenantResolver, list[WebSocketConnection]]] = {}
+    for server in list(_servers):
+        resolver = server.tenant_resolver
+        if not isinstance(resolver, TenantResolver):
             continue
-        by_host.setdefault((id(resolver), conn.ctx.request.host), []).append(conn)
+        for conn in server.connections:
+            if conn.ctx.tenant is None or conn.ctx.request.tenant_id is None or conn.closed:
+                continue
+            by_host.setdefault((id(resolver), conn.ctx.request.host), (resolver, []))[1].append(conn)
     closed = 0
-    for conns in by_host.values():
-        resolver = conns[0].ctx.server.tenant_resolver
+    for resolver, conns in by_host.values():
         info = await resolver.lookup(conns[0].ctx.request.host, fresh=True)
         for conn in conns:
             if info is not None and info.is_active and info.identifier == conn.ctx.tenant.identifier:
@@ -674,42 +674,3 @@ def connect_signals() -> None:
     post_delete.connect(tenant_deleted, sender=Tenant, dispatch_uid="rockstar_ws.tenant_deleted")
     post_save.connect(host_changed, sender=TenantHost, dispatch_uid="rockstar_ws.tenant_host_saved")
     post_delete.connect(host_changed, sender=TenantHost, dispatch_uid="rockstar_ws.tenant_host_deleted")
-
-
-
-# -- system checks --------------------------------------------------------------------------------
-def _check_tenancy(app_configs: Any = None, **kwargs: Any) -> list[Any]:
-    """The resolver imports, the numbers make sense, route options are well formed."""
-    from django.core.checks import Error, Warning
-
-    from .server import default_server
-
-    errors: list[Any] = []
-    try:
-        resolver = get_resolver()
-    except ImproperlyConfigured as exc:
-        return [Error(str(exc), id="rockstar_ws.E041",
-                      hint="Name a function func(host) -> TenantInfo | str | None, or None to turn tenancy off.")]
-    for key in ("TENANT_CACHE_TTL", "TENANT_SWEEP_INTERVAL"):
-        value = getattr(ws_settings, key)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            errors.append(Error(f"ROCKSTAR_WS[{key!r}] must be a number of seconds >= 0, got {value!r}",
-                                id="rockstar_ws.E042"))
-    for route in default_server.routes:
-        cross = route.options.get("cross_tenant_scopes")
-        if cross is not None and (isinstance(cross, str) or not all(isinstance(s, str) for s in cross)):
-            errors.append(Error(f"Route {route.label}: cross_tenant_scopes must be a list of scope strings, "
-                                f"got {cross!r}", id="rockstar_ws.E043"))
-        if route.tenant and resolver is None:
-            errors.append(Warning(f"Route {route.label} is declared for tenant {route.tenant!r} but tenancy is "
-                                  "off (TENANT_RESOLVER is None): it can never be reached.", id="rockstar_ws.W041"))
-    return errors
-
-
-def _register_checks() -> None:
-    from django.core.checks import register
-
-    register(_check_tenancy, "rockstar_ws")
-
-
-_register_checks()

@@ -16,18 +16,19 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 from django.utils.module_loading import import_string
 
-from . import tenants
-from .conf import ws_settings
+from .. import tenants
+from ..conf import ws_settings
+from ..core.context import Context
+from ..core.routing import Handler, Middleware, Route, RouteTable, caller_site
+from ..handshake.precheck import check_host, check_selected_subprotocol, check_subprotocol_header
+from ..limits.upgrader import Upgrader, effective_upgrader
 from .consumer import RockstarConsumer
-from .precheck import check_host, check_selected_subprotocol, check_subprotocol_header
-from .routing import Handler, Middleware, Route, RouteTable, caller_site
 from .stats import Stats
-from .upgrader import Upgrader, effective_upgrader
 
 if TYPE_CHECKING:
-    from .auth import AuthManager
-    from .connection import WebSocketConnection
-    from .context import Context, Request
+    from ..auth.manager import AuthManager
+    from ..core.connection import WebSocketConnection
+    from ..core.context import Request
 
 __all__ = ["WebSocketServer", "default_server"]
 
@@ -155,7 +156,7 @@ class WebSocketServer:
         message and the failure is logged at ERROR; ``strict=True`` waits for the layer and raises
         :class:`~rockstar_ws.groups.BroadcastError` instead.
         """
-        from . import groups
+        from .. import groups
 
         return await groups.broadcast(self, group, message_type, data, exclude, strict=strict)
 
@@ -170,13 +171,15 @@ class WebSocketServer:
         """Members of ``group`` in every process (other processes' counts are usually a fraction
         of a second old). If the channel layer cannot be read: this process's members and a
         warning in the log (``strict=True`` raises :class:`~rockstar_ws.groups.BroadcastError`)."""
-        from . import groups
+        from .. import groups
 
         return await groups.group_size(self, group, strict=strict)
 
     def local_group_size(self, group: str) -> int:
         """Members of ``group`` in this process."""
-        hub = getattr(self, "_group_hub", None)
+        from ..groups import current_hub
+
+        hub = current_hub(self)
         return hub.local_size(group) if hub is not None else 0
 
     # -- what the consumer asks of the server ---------------------------------------------
@@ -260,7 +263,7 @@ class WebSocketServer:
     def control_hook(self, ctx: Context, conn: WebSocketConnection) -> Callable[[str], Awaitable[None]] | None:
         """The per-connection hook the pump calls for token-refresh messages, or None (the
         connection has no expiring token; see rockstar_ws.auth.TokenGuard)."""
-        from .auth import GUARD_KEY
+        from ..auth.manager import GUARD_KEY
 
         guard = ctx.state.get(GUARD_KEY)
         return guard.start(conn) if guard is not None else None
@@ -304,15 +307,15 @@ class WebSocketServer:
             return
         limiter = getattr(self, "_handshake_limiter", None)
         if limiter is None or not limiter.built_from(rate, burst, exempt):  # new, or settings changed
-            from .ratelimit import HandshakeRateLimiter
+            from ..limits.ratelimit import HandshakeRateLimiter
 
             limiter = self._handshake_limiter = HandshakeRateLimiter(rate, burst, exempt)
-        limiter.check(getattr(request, "request", request).remote_ip)
+        limiter.check((request.request if isinstance(request, Context) else request).remote_ip)
 
     def new_rate_limiter(self, conn: WebSocketConnection | None = None) -> Any:
         """The connection's guard when the pump must see each message (rate limit or idle
-        timeout), else None. It is ``conn._guard``, which also guards writes."""
-        guard = conn._guard if conn is not None else None
+        timeout), else None. It is ``conn.guard``, which also guards writes."""
+        guard = conn.guard if conn is not None else None
         return guard if guard is not None and guard.watches_messages else None
 
     async def on_rate_limited(self, conn: WebSocketConnection) -> bool:
@@ -321,7 +324,7 @@ class WebSocketServer:
         The policy is the upgrader's ``rate_limit_policy``: close with 1008 or 4429, or drop the
         message and warn the client (see docs/protection.md)."""
         self.stats.rate_limited()
-        guard = conn._guard
+        guard = conn.guard
         if guard is None:
             await conn.close(1008, "rate limit exceeded")
             return True

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
 from django.urls.resolvers import RoutePattern
@@ -24,7 +25,8 @@ __all__ = ["Handler", "HandlerSignatureError", "Middleware", "Route", "RouteTabl
 Handler = Callable[..., Any]
 Middleware = Callable[..., Any]
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# The whole package, not this folder: a registration is "user code" only outside rockstar_ws.
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 #: Where a registration was written when no caller frame says it (routes from settings).
 registration_site: ContextVar[str | None] = ContextVar("rockstar_ws_registration_site", default=None)
@@ -41,7 +43,7 @@ class HandlerSignatureError(ImproperlyConfigured, TypeError):
 def describe(func: Any) -> str:
     """``module.qualname`` of a handler or middleware, for errors and logs."""
     target = func if inspect.isfunction(func) or inspect.ismethod(func) else getattr(func, "func", func)
-    name = getattr(target, "__qualname__", None) or type(target).__qualname__
+    name = str(getattr(target, "__qualname__", None) or type(target).__qualname__)
     module = getattr(target, "__module__", None)
     return f"{module}.{name}" if module else name
 
@@ -51,7 +53,7 @@ def caller_site() -> str:
     site = registration_site.get()
     if site:
         return site
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
         if not os.path.abspath(filename).startswith(_PACKAGE_DIR) and not filename.startswith("<frozen"):

@@ -13,14 +13,14 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from .conf import ws_settings
-from .registry import get_registry, installed_servers, process_name
+from ..conf import ws_settings
+from ..registry import get_registry, installed_servers, process_name
 
 __all__ = ["render"]
 
 
 def _servers() -> list[Any]:
-    from .server import default_server
+    from ..engine.server import default_server
 
     return list(installed_servers) or [default_server]
 

@@ -18,10 +18,10 @@ import logging
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from .messages import CloseCode
+from ..core.messages import CloseCode
 
 if TYPE_CHECKING:
-    from .server import WebSocketServer
+    from ..engine.server import WebSocketServer
 
 __all__ = ["watch_daphne_shutdown"]
 
@@ -41,21 +41,21 @@ def watch_daphne_shutdown(server: WebSocketServer) -> None:
     _installed = True
     from twisted.internet import reactor
 
-    reactor.addSystemEventTrigger("before", "shutdown", _close_all)
+    reactor.addSystemEventTrigger("before", "shutdown", _close_all)  # type: ignore[arg-type]  # twisted types the phase argument as a callable
 
 
 def _close_all() -> Any:
     from twisted.internet import defer, reactor
 
-    from .conf import ws_settings
+    from ..conf import ws_settings
 
     protocols = []
     for server in list(_servers):
         for conn in server.connections:
             if conn.closed:
                 continue
-            protocol = getattr(conn._bridge, "protocol", None)
-            conn._mark_closed(CloseCode.GOING_AWAY, REASON)
+            protocol = getattr(conn.transport, "protocol", None)
+            conn.mark_closed(CloseCode.GOING_AWAY, REASON)
             if protocol is None or getattr(protocol, "state", None) != protocol.STATE_OPEN:
                 continue
             try:
@@ -66,14 +66,15 @@ def _close_all() -> Any:
     if not protocols:
         return None
     logger.info("server shutting down: sent 1001 to %d connection(s)", len(protocols))
-    done = defer.Deferred()
-    deadline = reactor.seconds() + min(float(ws_settings.CLOSE_TIMEOUT), 2.0)
+    done: defer.Deferred[None] = defer.Deferred()
+    clock: Any = reactor  # twisted types the global reactor as the IReactor* interfaces, not the object
+    deadline = clock.seconds() + min(float(ws_settings.CLOSE_TIMEOUT), 2.0)
 
     def poll() -> None:
-        if all(p.state == p.STATE_CLOSED for p in protocols) or reactor.seconds() >= deadline:
+        if all(p.state == p.STATE_CLOSED for p in protocols) or clock.seconds() >= deadline:
             done.callback(None)
         else:
-            reactor.callLater(0.05, poll)
+            clock.callLater(0.05, poll)
 
     poll()
     return done

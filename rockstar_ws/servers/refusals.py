@@ -17,8 +17,8 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from .asgi_servers import ServerBridge
-from .errors import Deny
+from ..core.errors import Deny
+from .bridges import ServerBridge
 
 __all__ = ["refuse"]
 

@@ -21,7 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
-from .errors import Deny
+from ..core.errors import Deny
 
 __all__ = ["allowed_hosts", "check_host", "check_selected_subprotocol", "check_subprotocol_header",
            "raw_host", "raw_subprotocols"]

@@ -37,13 +37,13 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
-from .conf import ws_settings
-from .errors import Deny
-from .outage import outage
+from ..conf import ws_settings
+from ..core.errors import Deny
+from ..core.outage import outage
 
 if TYPE_CHECKING:
-    from .context import Context
-    from .server import WebSocketServer
+    from ..core.context import Context
+    from ..engine.server import WebSocketServer
 
 __all__ = ["LIMIT_REASONS", "ConnectionRecord", "LocalRegistry", "RedisRegistry",
            "admit", "get_registry", "install", "installed_servers", "reset_registry"]

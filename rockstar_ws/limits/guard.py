@@ -15,13 +15,13 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConnectionClosed
-from .messages import CloseCode
+from ..core.errors import ConnectionClosed
+from ..core.messages import CloseCode
 from .ratelimit import TokenBucket
 
 if TYPE_CHECKING:
-    from .asgi_servers import ServerBridge
-    from .connection import WebSocketConnection
+    from ..core.connection import WebSocketConnection
+    from ..servers.bridges import ServerBridge
     from .upgrader import Upgrader
 
 __all__ = ["IDLE_TIMEOUT_CODE", "RATE_LIMIT_CODES", "ConnectionGuard", "new_guard"]
@@ -101,7 +101,7 @@ class ConnectionGuard:
         """Arm the idle timer (when an idle timeout is set)."""
         if self.idle > 0:
             self.timer = asyncio.get_running_loop().call_later(self.idle, self._check_idle)
-            self.conn._on_close.append(self.stop)
+            self.conn.on_close(self.stop)
 
     def stop(self, _conn: Any = None) -> None:
         """Disarm the idle timer."""
@@ -128,7 +128,7 @@ class ConnectionGuard:
         if limit and self.bridge.buffered_bytes() > limit:
             await self._fail(f"more than {limit} bytes unsent")
         if not self.write_timeout:
-            await self.conn._send(message)
+            await self.conn.send_raw(message)
             return
         # A timer per write (asyncio.timeout) costs ~9 us; instead one watchdog per connection
         # looks at the write in progress once per WRITE_TIMEOUT and re-arms itself.
@@ -137,7 +137,7 @@ class ConnectionGuard:
         if self._write_timer is None:
             self._write_timer = asyncio.get_running_loop().call_later(self.write_timeout, self._watch_write)
         try:
-            await self.conn._send(message)
+            await self.conn.send_raw(message)
         except asyncio.CancelledError:
             if not self._write_expired:
                 raise
@@ -164,7 +164,7 @@ class ConnectionGuard:
         conn = self.conn
         logger.warning("closing %s: the client does not read (%s)", conn, why)
         if self._blocking_send:
-            conn._mark_closed(CloseCode.TRY_AGAIN_LATER, "client too slow")
+            conn.mark_closed(CloseCode.TRY_AGAIN_LATER, "client too slow")
             try:  # the close frame queues behind what the client does not read: drop it after 1 s
                 await self.bridge.close_or_drop(CloseCode.TRY_AGAIN_LATER, "client too slow", 1.0)
             except Exception:

@@ -15,68 +15,18 @@ behind the data it never takes.
 
 from __future__ import annotations
 
-import asyncio
 import functools
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["ServerBridge", "bridge_for"]
+from ..core.transport import Send, ServerBridge
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-class ServerBridge:
-    """Plain ASGI: close with a message, no buffer insight, refusals as refusals.py sends them."""
-
-    name = "asgi"
-    real_refusal_status = False
-
-    def __init__(self, send: Send) -> None:
-        self.send = send
-
-    async def close(self, code: int, reason: str = "") -> None:
-        """Send a close frame with ``code`` and ``reason``."""
-        message: dict[str, Any] = {"type": "websocket.close", "code": code}
-        if reason:
-            message["reason"] = reason
-        await self.send(message)
-
-    async def close_or_drop(self, code: int, reason: str = "", wait: float = 1.0) -> None:
-        """Close; when the close frame cannot be written within ``wait`` seconds (it queues
-        behind data a client does not read) drop the TCP connection where the server allows it."""
-        try:
-            async with asyncio.timeout(wait):
-                await self.close(code, reason)
-        except TimeoutError:
-            self.abort()
-
-    def buffered_bytes(self) -> int:
-        """Bytes written to this client that the server has not sent yet (0 when unknown)."""
-        return 0
-
-    def pause_reading(self) -> None:
-        """Stop reading the client's socket (servers that read without being asked: daphne)."""
-
-    def resume_reading(self) -> None:
-        """Undo :meth:`pause_reading`."""
-
-    def abort(self) -> bool:
-        """Drop the TCP connection at once; False when the server gives no way to."""
-        return False
-
-    def refuse(self, status: int, reason: str) -> bool:
-        """Refuse the handshake with a real HTTP status if the server allows it; False if not."""
-        return False
-
-    def denial_sent(self) -> None:
-        """Called once a ``websocket.http.response`` denial is fully sent."""
+__all__ = ["DaphneBridge", "ServerBridge", "UvicornBridge", "bridge_for"]
 
 
 class DaphneBridge(ServerBridge):
     """daphne: close frames with any code and a reason, real refusal statuses, buffer sizes."""
 
     name = "daphne"
-    real_refusal_status = True
 
     def __init__(self, send: Send, protocol: Any) -> None:
         super().__init__(send)

@@ -32,16 +32,16 @@ from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 
-from .conf import ws_settings
-from .errors import Deny
-from .logsafe import escape
-from .messages import TextMessage
+from ..conf import ws_settings
+from ..core.errors import Deny
+from ..core.logsafe import escape
+from ..core.messages import TextMessage
 
 if TYPE_CHECKING:
     from rest_framework_simplejwt.tokens import Token
 
-    from .connection import WebSocketConnection
-    from .context import Context
+    from ..core.connection import WebSocketConnection
+    from ..core.context import Context
 
 __all__ = ["REFRESH_PREFIX", "AuthManager", "TokenGuard", "scopes_from_claims"]
 
@@ -168,6 +168,7 @@ class AuthManager:
             from rest_framework_simplejwt.tokens import AccessToken
 
             self.token_class = AccessToken
+        self._token_class: type[Token] = self.token_class
 
     # -- where the token is ---------------------------------------------------------------
     def find_token(self, ctx: Context) -> tuple[str | None, str | None]:
@@ -201,7 +202,7 @@ class AuthManager:
         if not raw:
             raise Deny(401, "missing token", log_detail="empty token")
         try:
-            token = self.token_class(raw)
+            token = self._token_class(raw)  # type: ignore[arg-type]  # the stubs omit str, what SimpleJWT parses
         except TokenError as exc:
             reason, detail = _token_error_detail(exc)
             raise Deny(401, reason, log_detail=detail) from None
@@ -345,7 +346,7 @@ class AuthManager:
             ctx.state[GUARD_KEY] = TokenGuard(self, ctx, float(exp))
 
     async def _authenticate_session(self, ctx: Context) -> None:
-        from .upgrader import default_check_origin
+        from ..limits.upgrader import default_check_origin
 
         user = ctx.user
         if not getattr(user, "is_authenticated", False):
@@ -411,7 +412,7 @@ class TokenGuard:
         """Arm the expiry timer for ``conn``; returns the pump's refresh hook."""
         self.conn = conn
         self._arm()
-        conn._on_close.append(self._cancel)
+        conn.on_close(self._cancel)
         return self.on_refresh
 
     def _arm(self) -> None:

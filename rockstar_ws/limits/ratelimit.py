@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from .errors import Deny
+from ..core.errors import Deny
 
 __all__ = ["HandshakeRateLimiter", "TokenBucket"]
 

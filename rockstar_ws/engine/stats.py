@@ -6,7 +6,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .errors import Deny
+    from ..core.errors import Deny
 
 __all__ = ["Stats"]
 

@@ -11,9 +11,9 @@ from urllib.parse import parse_qsl
 from .logsafe import escape
 
 if TYPE_CHECKING:
+    from ..engine.server import WebSocketServer
     from .connection import WebSocketConnection
     from .routing import Route
-    from .server import WebSocketServer
 
 __all__ = ["Context", "Headers", "Request"]
 

@@ -13,7 +13,7 @@ from typing import Any
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
-from .conf import ws_settings
+from ..conf import ws_settings
 
 __all__ = ["access_token_for"]
 

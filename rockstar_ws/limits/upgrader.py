@@ -25,11 +25,11 @@ from django.core.signals import setting_changed
 from django.http.request import split_domain_port, validate_host
 from django.utils.module_loading import import_string
 
-from .errors import Deny
+from ..core.errors import Deny
 
 if TYPE_CHECKING:
-    from .context import Context
-    from .routing import Route
+    from ..core.context import Context
+    from ..core.routing import Route
 
 __all__ = ["RATE_LIMIT_POLICIES", "Upgrader", "default_check_origin", "malformed_origin", "origin_refusal",
            "settings_upgrader"]
@@ -85,7 +85,7 @@ def origin_refusal(ctx: Context, allowed_origins: Sequence[str] | None = None,
     if host == ctx.request.host:
         return None
     if allowed_origins is None:
-        from .conf import ws_settings
+        from ..conf import ws_settings
 
         allowed_origins = ws_settings.ALLOWED_ORIGINS
     source = "ALLOWED_ORIGINS"
@@ -205,7 +205,7 @@ def settings_upgrader() -> Upgrader:
     """The upgrader the ``ROCKSTAR_WS`` settings describe (every field set); cached."""
     global _settings_upgrader
     if _settings_upgrader is None:
-        from .conf import ws_settings
+        from ..conf import ws_settings
 
         check = ws_settings.CHECK_ORIGIN
         if isinstance(check, str):
@@ -232,7 +232,9 @@ def settings_upgrader() -> Upgrader:
 def effective_upgrader(route: Route | None, server_upgrader: Upgrader) -> Upgrader:
     """The limits that apply to one connection: route over server over settings."""
     base = server_upgrader.over(settings_upgrader())
-    route_upgrader = route.options.get("upgrader") if route is not None else None
+    if route is None:
+        return base
+    route_upgrader = route.options.get("upgrader")
     if route_upgrader is None:
         return base
     if isinstance(route_upgrader, dict):  # from ROCKSTAR_WS["ROUTES"]: {"options": {"upgrader": {...}}}

@@ -34,19 +34,20 @@ import contextlib
 import logging
 import re
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 
-from .conf import ws_settings
-from .connection import OPEN
-from .errors import ConnectionClosed
-from .messages import BinaryMessage, CloseCode, TextMessage
-from .outage import outage
+from ..conf import ws_settings
+from ..core.errors import ConnectionClosed
+from ..core.messages import BinaryMessage, CloseCode, TextMessage
+from ..core.outage import outage
+from ..layers import crosses_processes
 
 if TYPE_CHECKING:
-    from .connection import WebSocketConnection
-    from .server import WebSocketServer
+    from ..core.connection import WebSocketConnection
+    from ..engine.server import WebSocketServer
 
 __all__ = [
     "MAX_GROUP_NAME_LENGTH",
@@ -107,14 +108,6 @@ def layer_group_name(server_name: str, group: str) -> str:
                                f"which the channel layer refuses (max {_LAYER_NAME_LIMIT} characters of "
                                "letters, digits, '-', '_', '.'); use a shorter group or server name")
     return name
-
-
-def _crosses_processes(layer: Any) -> bool:
-    if layer is None:
-        return False
-    from channels.layers import InMemoryChannelLayer
-
-    return not isinstance(layer, InMemoryChannelLayer)
 
 
 def _counts_backend(layer: Any) -> bool:
@@ -184,11 +177,11 @@ class _Member:
 
     def __init__(self, conn: WebSocketConnection) -> None:
         self.conn = conn
-        self.send = conn._send
-        self.bridge = conn._bridge
+        self.send = conn.send_raw
+        self.bridge = conn.transport
         # daphne's send never waits: write directly (a frame prepared once for all members,
         # as daphne's own handle_reply would write it) and watch its buffer instead of queueing.
-        self.protocol = getattr(self.bridge, "protocol", None)
+        self.protocol: Any = getattr(self.bridge, "protocol", None)
         self.direct = getattr(self.bridge, "name", "") == "daphne" and hasattr(self.protocol, "sendPreparedMessage")
         self.queue: deque[dict[str, Any]] = deque()
         self.queued_bytes = 0
@@ -211,7 +204,7 @@ class GroupHub:
         self.loop = loop
         layer = server.channel_layer
         #: The channel layer used across processes, or None (in-memory layer or none: one process).
-        self.layer = layer if _crosses_processes(layer) else None
+        self.layer: Any = layer if crosses_processes(layer) else None
         self._counts = self.layer is not None and _counts_backend(self.layer)
         #: group -> its local members, in join order (dicts keep order; values unused).
         self.groups: dict[str, dict[_Member, None]] = {}
@@ -245,14 +238,14 @@ class GroupHub:
         processes once the process's node channel is in the layer group (awaited here)."""
         validate_group_name(group)
         lg = layer_group_name(self.server.name, group)
-        if conn._state != OPEN:
+        if not conn.is_open:
             raise ConnectionClosed(conn.close_code or CloseCode.NO_STATUS, conn.close_reason)
         if group in conn.groups:
             return
         member = self._members.get(conn)
         if member is None:
             member = self._members[conn] = _Member(conn)
-            conn._on_close.append(self._connection_closed)
+            conn.on_close(self._connection_closed)
         conn.groups.add(group)
         self.groups.setdefault(group, {})[member] = None
         self._count_changed(group)
@@ -337,7 +330,7 @@ class GroupHub:
         prepared = _Prepared(msg)
         for member in tuple(members):
             conn = member.conn
-            if conn._state != OPEN or (exclude and conn in exclude):
+            if not conn.is_open or (exclude and conn in exclude):
                 continue
             if member.direct:
                 protocol = member.protocol
@@ -383,7 +376,7 @@ class GroupHub:
     async def _write_loop(self, member: _Member) -> None:
         conn, queue, send = member.conn, member.queue, member.send
         try:
-            while conn._state == OPEN:
+            while conn.is_open:
                 if not queue:
                     member.waiter = self.loop.create_future()
                     try:
@@ -422,8 +415,8 @@ class GroupHub:
         member.queued_bytes = 0
         if member.writer is not None:  # its send may wait forever on a client that does not read
             member.writer.cancel()
-        was_open = conn._state == OPEN
-        conn._mark_closed(CloseCode.TRY_AGAIN_LATER, "too slow")  # runs _connection_closed
+        was_open = conn.is_open
+        conn.mark_closed(CloseCode.TRY_AGAIN_LATER, "too slow")  # runs _connection_closed
         if was_open:
             self._spawn(_close_quietly(conn, CloseCode.TRY_AGAIN_LATER, "too slow"))
 
@@ -685,13 +678,13 @@ class GroupHub:
 
 async def _close_quietly(conn: WebSocketConnection, code: int, reason: str) -> None:
     try:  # the close frame queues behind what the member does not read: dropped after 1 s
-        await conn._bridge.close_or_drop(code, reason, 1.0)
+        await conn.transport.close_or_drop(code, reason, 1.0)
     except Exception:  # the transport is gone already
         pass
 
 
 def _exclusions(exclude: Any) -> frozenset[Any] | None:
-    from .connection import SyncConnection, WebSocketConnection
+    from ..core.connection import SyncConnection, WebSocketConnection
 
     if exclude is None:
         return None
@@ -719,21 +712,25 @@ async def read_counts(layer: Any, lg: str, *, skip: str | None = None) -> int:
     return total
 
 
+#: Each server's hub. Kept here, not on the server: the engine knows groups, not the other way round.
+_hubs: weakref.WeakKeyDictionary[WebSocketServer, GroupHub] = weakref.WeakKeyDictionary()
+
+
 def hub_for(server: WebSocketServer) -> GroupHub:
     """The server's hub on the running loop (created on first use by a joining connection)."""
     loop = asyncio.get_running_loop()
-    hub: GroupHub | None = getattr(server, "_group_hub", None)
+    hub: GroupHub | None = _hubs.get(server)
     if hub is None or hub.loop is not loop:
         if hub is not None and not hub.loop.is_closed() and hub.loop.is_running():
             raise RuntimeError("Connections of one WebSocketServer must be served by one event loop")
         hub = GroupHub(server, loop)
-        server._group_hub = hub
+        _hubs[server] = hub
     return hub
 
 
 def current_hub(server: WebSocketServer) -> GroupHub | None:
     """The server's hub if one exists on the running loop (i.e. this process has had members)."""
-    hub: GroupHub | None = getattr(server, "_group_hub", None)
+    hub: GroupHub | None = _hubs.get(server)
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
@@ -750,14 +747,14 @@ async def broadcast(server: WebSocketServer, group: str, message_type: int, data
     validate_group_name(group)
     lg = layer_group_name(server.name, group)
     msg = _ws_message(message_type, data)
-    other: GroupHub | None = getattr(server, "_group_hub", None)
+    other: GroupHub | None = _hubs.get(server)
     if other is not None and other.loop.is_running() and not other.loop.is_closed():
         # Called from another thread of a server process (e.g. a sync view): hand it to the hub.
         fut = asyncio.run_coroutine_threadsafe(other.broadcast(group, message_type, data, exclude, strict=strict),
                                                other.loop)
         return await asyncio.wrap_future(fut)
     layer = server.channel_layer
-    if not _crosses_processes(layer):
+    if not crosses_processes(layer):
         logger.warning("broadcast to group %r reaches nobody: this process has no members and the channel "
                        "layer (%s) does not cross processes", group, type(layer).__name__ if layer else "none")
         return 0
@@ -774,7 +771,7 @@ async def broadcast(server: WebSocketServer, group: str, message_type: int, data
 
 async def group_size(server: WebSocketServer, group: str, *, strict: bool = False) -> int:
     """``server.group_size()``: members in every process."""
-    hub: GroupHub | None = getattr(server, "_group_hub", None)
+    hub: GroupHub | None = _hubs.get(server)
     loop = asyncio.get_running_loop()
     if hub is not None and hub.loop is not loop and not (hub.loop.is_running() and not hub.loop.is_closed()):
         hub = None
@@ -785,7 +782,7 @@ async def group_size(server: WebSocketServer, group: str, *, strict: bool = Fals
         return await hub.cluster_size(group, strict=strict)
     validate_group_name(group)
     layer = server.channel_layer
-    if not _crosses_processes(layer) or not _counts_backend(layer):
+    if not crosses_processes(layer) or not _counts_backend(layer):
         return 0
     try:
         return await read_counts(layer, layer_group_name(server.name, group))

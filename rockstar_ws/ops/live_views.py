@@ -12,6 +12,7 @@ The JSON and the metrics are open to staff sessions and, when ``METRICS_TOKEN`` 
 from __future__ import annotations
 
 import hmac
+import weakref
 from typing import Any
 
 from django.contrib import admin
@@ -20,8 +21,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.views.decorators.cache import never_cache
 
-from .conf import ws_settings
-from .registry import get_registry
+from ..conf import ws_settings
+from ..registry import get_registry
 
 __all__ = ["install_admin", "live_json", "live_page", "metrics"]
 
@@ -52,7 +53,7 @@ def _forbidden() -> JsonResponse:
 async def live_data(records: bool = False) -> dict[str, Any]:
     """What the page and the JSON show: the registry's snapshot and this process's counters."""
     if not ws_settings.LIVE_REGISTRY:
-        from .server import default_server
+        from ..engine.server import default_server
 
         return {"mode": "off", "total": default_server.get_connections(), "by_route": {}, "by_tenant": {},
                 "by_user": {}, "by_ip": {}, "by_process": {}, "connections": [],
@@ -93,12 +94,15 @@ async def metrics(request: HttpRequest) -> HttpResponse:
     return HttpResponse(body, content_type=content_type)
 
 
+_installed_sites: weakref.WeakSet[admin.AdminSite] = weakref.WeakSet()
+
+
 def install_admin(site: admin.AdminSite | None = None) -> None:
     """Add the "Live connections" page and its JSON to an admin site (the default one if None)."""
     site = site or admin.site
-    if getattr(site, "_rockstar_ws_live", False):
+    if site in _installed_sites:
         return
-    site._rockstar_ws_live = True
+    _installed_sites.add(site)
     get_urls = site.get_urls
     get_app_list = site.get_app_list
 
@@ -128,5 +132,6 @@ def install_admin(site: admin.AdminSite | None = None) -> None:
                          "has_module_perms": True, "models": [entry]})
         return apps
 
-    site.get_urls = urls
-    site.get_app_list = app_list
+    # An AdminSite has no hook for extra pages: wrapping its two methods is what adding one takes.
+    site.get_urls = urls  # type: ignore[method-assign]
+    site.get_app_list = app_list  # type: ignore[method-assign]

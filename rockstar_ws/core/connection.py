@@ -11,27 +11,58 @@ the connection has ended raise :class:`~rockstar_ws.errors.ConnectionClosed`.
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
+import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from asgiref.sync import async_to_sync
 
-from .asgi_servers import ServerBridge
-from .conf import ws_settings
+from ..conf import ws_settings
 from .errors import ConnectionClosed
 from .logsafe import escape
 from .messages import BinaryMessage, CloseCode, MessageType, TextMessage
+from .transport import ServerBridge
 
 if TYPE_CHECKING:
     from .context import Context
 
-__all__ = ["Message", "SyncConnection", "WebSocketConnection"]
+__all__ = ["ConnectionState", "GroupMembership", "Message", "SyncConnection", "WebSocketConnection"]
 
 Message = tuple[MessageType, "str | bytes"]
 
-CONNECTING, OPEN, CLOSED = 0, 1, 2
+
+
+class ConnectionState(enum.IntEnum):
+    """A connection's life, in order: a state is only ever left for a later one."""
+
+    CONNECTING = 0
+    OPEN = 1
+    CLOSED = 2
+
+
+CONNECTING, OPEN, CLOSED = ConnectionState.CONNECTING, ConnectionState.OPEN, ConnectionState.CLOSED
+
+logger = logging.getLogger("rockstar_ws")
+
+
+class GroupMembership(Protocol):
+    """What ``conn.join()`` and ``conn.leave()`` delegate to (rockstar_ws.groups' hub)."""
+
+    async def join(self, conn: WebSocketConnection, group: str) -> None:
+        """Add ``conn`` to ``group``."""
+
+    async def leave(self, conn: WebSocketConnection, group: str) -> None:
+        """Remove ``conn`` from ``group``."""
+
+
+class Guard(Protocol):
+    """What a connection asks of its guard (rockstar_ws.limits.guard): guarded writes."""
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """Write one ASGI message to the client, within the write limits."""
 
 
 class WebSocketConnection:
@@ -44,11 +75,12 @@ class WebSocketConnection:
 
     __slots__ = ("ctx", "_send", "_bridge", "_inbox", "_inbox_size", "_inbox_bytes", "_inbox_max_bytes", "_room",
                  "_waiter", "_state", "close_code", "close_reason", "channel_name", "subprotocol", "groups",
-                 "_on_close", "_guard", "__weakref__")
+                 "_on_close", "_guard", "_membership", "__weakref__")
 
     def __init__(self, ctx: Context, send: Callable[[dict[str, Any]], Awaitable[None]],
                  *, inbox_size: int = 256, inbox_max_bytes: int = 0,
-                 bridge: ServerBridge | None = None) -> None:
+                 bridge: ServerBridge | None = None,
+                 membership: Callable[[], GroupMembership] | None = None) -> None:
         self.ctx = ctx
         self._send = send
         self._bridge = bridge or ServerBridge(send)
@@ -71,7 +103,8 @@ class WebSocketConnection:
         self.groups: set[str] = set()
         self._on_close: list[Callable[[WebSocketConnection], Any]] = []
         #: Write limits, rate limit and idle timer (rockstar_ws.guard); None when all are off.
-        self._guard: Any = None
+        self._guard: Guard | None = None
+        self._membership = membership
 
     # -- facts ---------------------------------------------------------------------------
     @property
@@ -89,10 +122,57 @@ class WebSocketConnection:
         """True once the connection has ended (either side closed, or the client vanished)."""
         return self._state == CLOSED
 
+    @property
+    def is_open(self) -> bool:
+        """True between the accept and the end of the connection."""
+        return self._state == OPEN
+
+    @property
+    def state(self) -> ConnectionState:
+        """Where the connection is in its life (only the connection itself changes it)."""
+        return self._state
+
+    # -- what the engine, the guard and the group hub may do to a connection ----------------
+    def opened(self, subprotocol: str | None = None) -> None:
+        """The handshake was accepted (with ``subprotocol``): CONNECTING -> OPEN."""
+        if self._state != CONNECTING:
+            raise RuntimeError(f"{self!r}: accepted twice, or after it closed")
+        self._state = OPEN
+        self.subprotocol = subprotocol
+
+    @property
+    def transport(self) -> ServerBridge:
+        """The server bridge this connection writes through."""
+        return self._bridge
+
+    @property
+    def send_raw(self) -> Callable[[dict[str, Any]], Awaitable[None]]:
+        """The server's ``send``, unguarded: for the guard and the group hub, which apply the
+        slow-client policy themselves."""
+        return self._send
+
+    @property
+    def guard(self) -> Any:
+        """The write limits, rate limit and idle timer of this connection (None: all off)."""
+        return self._guard
+
+    def set_guard(self, guard: Guard | None) -> None:
+        """Attach the guard before the connection opens (rockstar_ws.limits.guard.new_guard)."""
+        if self._state != CONNECTING:
+            raise RuntimeError(f"{self!r}: the guard is set before the connection opens")
+        self._guard = guard
+
+    def on_close(self, callback: Callable[[WebSocketConnection], Any]) -> None:
+        """Call ``callback(conn)`` once when the connection ends (at once if it has ended)."""
+        if self._state == CLOSED:
+            callback(self)
+        else:
+            self._on_close.append(callback)
+
     # -- fed by the consumer (hot path) --------------------------------------------------
-    def _feed(self, message: Message) -> bool:
+    def feed(self, message: Message) -> bool:
         """Queue a client message for the handler. False when the inbox is full in messages
-        (``INBOX_SIZE``); the byte bound is the pump's to wait on (:meth:`_wait_for_room`)."""
+        (``INBOX_SIZE``); the byte bound is the pump's to wait on (:meth:`wait_for_room`)."""
         inbox = self._inbox
         if inbox is None:
             inbox = self._inbox = deque()
@@ -107,14 +187,14 @@ class WebSocketConnection:
         return True
 
     @property
-    def _inbox_full(self) -> bool:
+    def inbox_full(self) -> bool:
         """True when the inbox holds ``INBOX_MAX_BYTES`` or more: the pump must stop reading."""
         limit = self._inbox_max_bytes
         return bool(limit) and self._inbox_bytes >= limit
 
-    async def _wait_for_room(self) -> None:
+    async def wait_for_room(self) -> None:
         """Wait until the handler has read the inbox below ``INBOX_MAX_BYTES``, or the connection ended."""
-        while self._inbox_full and self._state != CLOSED:
+        while self.inbox_full and self._state != CLOSED:
             room = self._room = asyncio.get_running_loop().create_future()
             try:
                 await room
@@ -126,7 +206,11 @@ class WebSocketConnection:
         if room is not None and not room.done():
             room.set_result(None)
 
-    def _mark_closed(self, code: int, reason: str = "") -> None:
+    def mark_closed(self, code: int, reason: str = "") -> None:
+        """Record the end of the connection (the client left, or a close is under way): -> CLOSED.
+
+        Wakes the handler's read and the pump, runs the on-close callbacks; sends nothing (that is
+        :meth:`close`, which starts here). Idempotent: the first code and reason stay."""
         if self._state == CLOSED:
             return
         self._state = CLOSED
@@ -140,9 +224,7 @@ class WebSocketConnection:
             try:
                 callback(self)
             except Exception:  # pragma: no cover - a callback must never break the close path
-                import logging
-
-                logging.getLogger("rockstar_ws").exception("on-close callback failed")
+                logger.exception("on-close callback failed")
         self._on_close.clear()
 
     # -- the reference's API -------------------------------------------------------------
@@ -158,7 +240,7 @@ class WebSocketConnection:
                 message = self._inbox.popleft()
                 data = message[1]
                 self._inbox_bytes -= len(data)
-                if self._room is not None and not self._inbox_full:
+                if self._room is not None and not self.inbox_full:
                     self._wake_pump()
                 return message
             if self._state == CLOSED:
@@ -187,7 +269,7 @@ class WebSocketConnection:
         if message_type == TextMessage:
             if not isinstance(data, str):
                 data = bytes(data).decode("utf-8")
-            message = {"type": "websocket.send", "text": data}
+            message: dict[str, Any] = {"type": "websocket.send", "text": data}
         elif message_type == BinaryMessage:
             if isinstance(data, str):
                 data = data.encode("utf-8")
@@ -210,7 +292,7 @@ class WebSocketConnection:
         if self._state == CLOSED:
             return
         was_open = self._state == OPEN
-        self._mark_closed(code, reason)
+        self.mark_closed(code, reason)
         if was_open:
             try:  # a client that never reads would hold the close frame (and us) behind its data
                 await self._bridge.close_or_drop(code, reason[:120], float(ws_settings.CLOSE_TIMEOUT) or 1.0)
@@ -232,15 +314,16 @@ class WebSocketConnection:
         Raises :class:`~rockstar_ws.groups.InvalidGroupName` for a name the channel layer cannot
         carry, :class:`ConnectionClosed` when the connection has ended.
         """
-        from .groups import hub_for
-
-        await hub_for(self.ctx.server).join(self, group)
+        await self._groups().join(self, group)
 
     async def leave(self, group: str) -> None:
         """Leave broadcast ``group``; no-op when not a member."""
-        from .groups import hub_for
+        await self._groups().leave(self, group)
 
-        await hub_for(self.ctx.server).leave(self, group)
+    def _groups(self) -> GroupMembership:
+        if self._membership is None:
+            raise RuntimeError("broadcast groups need a connection served by a WebSocketServer")
+        return self._membership()
 
     # -- helpers -------------------------------------------------------------------------
     async def send_text(self, data: str) -> None:

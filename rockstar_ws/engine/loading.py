@@ -6,9 +6,9 @@ from typing import Any
 
 from django.utils.module_loading import autodiscover_modules, import_string
 
-from .conf import ws_settings
-from .errors import ImproperlyConfigured
-from .routing import registration_site
+from ..conf import ws_settings
+from ..core.errors import ImproperlyConfigured
+from ..core.routing import registration_site
 from .server import WebSocketServer, default_server
 
 __all__ = ["load_routes", "load_settings_routes"]

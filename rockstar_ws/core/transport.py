@@ -1,0 +1,62 @@
+"""The transport a connection writes to: plain ASGI here, server-specific bridges in rockstar_ws.servers.
+
+The connection, the guard and the refusal code talk to a :class:`ServerBridge`; what daphne and
+uvicorn add beyond plain ASGI (close reasons, buffer sizes, aborting, real refusal statuses) is in
+subclasses that rockstar_ws.servers.bridges picks for the server at hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+__all__ = ["Send", "ServerBridge"]
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class ServerBridge:
+    """Plain ASGI: close with a message, no buffer insight, refusals as refusals.py sends them."""
+
+    name = "asgi"
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+
+    async def close(self, code: int, reason: str = "") -> None:
+        """Send a close frame with ``code`` and ``reason``."""
+        message: dict[str, Any] = {"type": "websocket.close", "code": code}
+        if reason:
+            message["reason"] = reason
+        await self.send(message)
+
+    async def close_or_drop(self, code: int, reason: str = "", wait: float = 1.0) -> None:
+        """Close; when the close frame cannot be written within ``wait`` seconds (it queues
+        behind data a client does not read) drop the TCP connection where the server allows it."""
+        try:
+            async with asyncio.timeout(wait):
+                await self.close(code, reason)
+        except TimeoutError:
+            self.abort()
+
+    def buffered_bytes(self) -> int:
+        """Bytes written to this client that the server has not sent yet (0 when unknown)."""
+        return 0
+
+    def pause_reading(self) -> None:
+        """Stop reading the client's socket (servers that read without being asked: daphne)."""
+
+    def resume_reading(self) -> None:
+        """Undo :meth:`pause_reading`."""
+
+    def abort(self) -> bool:
+        """Drop the TCP connection at once; False when the server gives no way to."""
+        return False
+
+    def refuse(self, status: int, reason: str) -> bool:
+        """Refuse the handshake with a real HTTP status if the server allows it; False if not."""
+        return False
+
+    def denial_sent(self) -> None:
+        """Called once a ``websocket.http.response`` denial is fully sent."""
