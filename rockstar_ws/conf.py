@@ -7,6 +7,7 @@ error (a typo must not silently fall back to a default). Import strings are reso
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -14,7 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
-__all__ = ["DEFAULTS", "DOCS", "WsSettings", "ws_settings"]
+__all__ = ["DEFAULTS", "DOCS", "REMOVED", "WsSettings", "resolve_import", "ws_settings"]
 
 # name: (default, documentation). docs/settings.md is generated from this table's text.
 _TABLE: dict[str, tuple[Any, str]] = {
@@ -44,13 +45,14 @@ _TABLE: dict[str, tuple[Any, str]] = {
                                    "handshake must come from; required with AUTH_SESSION, a missing Origin is refused."),
     "AUTH_SCOPE_CLAIM": ("scope", "Claim holding the OAuth 2 space-separated scope string (None: not read)."),
     "AUTH_SCOPES_CLAIM": ("scopes", "Claim holding a list of scopes (None: not read); joined with AUTH_SCOPE_CLAIM's."),
-    "AUTH_TENANT_CLAIM": ("tenant_id", "Claim naming the token's tenant; sets request.tenant_id when the host resolved none."),
+    "AUTH_TENANT_CLAIM": ("tenant_id", "Claim naming the token's tenant: the package's tokens carry it, it sets request.tenant_id when the host resolved "
+                                       "none, and on a tenant's host an authenticated route admits only tokens whose claim equals that tenant."),
     "AUTH_CLOSE_ON_EXPIRY": (True, "Close a token connection with 4401 when its access token expires, unless the client "
                                    "sent {\"rockstar.refresh\": token} in time."),
     "AUTH_CHECK_BLACKLIST": (True, "With rest_framework_simplejwt.token_blacklist installed, refuse access tokens whose jti "
                                    "is blacklisted (checked in the same query as the user)."),
-    "TOKEN_SCOPES": ("rockstar_ws.serializers.scopes_from_permissions", "Import string of `func(user, request) -> list of scopes` that "
-                     "rockstar_ws.serializers puts into the tokens of SimpleJWT's views; the default reads SCOPE_MAP."),
+    "TOKEN_SCOPES": ("rockstar_ws.auth.serializers.scopes_from_permissions", "Import string of `func(user, request) -> list of scopes` that "
+                     "rockstar_ws.auth.serializers puts into the tokens of SimpleJWT's views; the default reads SCOPE_MAP."),
     "SCOPE_MAP": ({}, "Scopes of the default TOKEN_SCOPES hook: {'app_label.codename': [scopes]} for a permission "
                       "(user.has_perm), {'group:<name>': [scopes]} for a group."),
     "TOKEN_TENANT": (None, "Import string of `func(user, request) -> tenant id or None` whose answer "
@@ -63,7 +65,6 @@ _TABLE: dict[str, tuple[Any, str]] = {
     "TENANT_RESOLVER": ("rockstar_ws.tenants.model_resolver", "Import string of `func(host) -> TenantInfo | str | None` (sync or async) resolving a handshake's host to its tenant; the default reads the Tenant model; None turns tenancy off."),
     "TENANT_CACHE_TTL": (5.0, "Seconds a host->tenant answer (a miss too) is cached per process; saves clear it at once, this bounds changes no signal reports. 0: no cache."),
     "TENANT_CACHE_SIZE": (10000, "Hosts kept in the per-process tenant cache (oldest dropped first)."),
-    "TENANT_TOKEN_CLAIM": ("tenant_id", "Token claim holding the tenant id; on a tenant's host an authenticated route admits only tokens whose claim equals that tenant."),
     "TENANT_SWEEP_INTERVAL": (30.0, "Seconds between re-checks of the tenants of open connections (closes those of tenants made inactive where no signal fired, 4403). 0: off."),
     "TENANT_POLL_INTERVAL": (0.5, "Seconds between reads of the tenant tables' version stamp (tenants' count and latest `updated`, "
                                   "hosts' count and highest id) in a process whose channel layer does not reach other processes "
@@ -121,9 +122,19 @@ _TABLE: dict[str, tuple[Any, str]] = {
                                     "a write above it fails and closes with 1013. 0: no limit."),
 }
 
+#: Keys that no longer exist -> the key that replaced them (an error names the replacement).
+REMOVED: dict[str, str] = {
+    # One claim, written by the package's tokens and read by the tenant binding: two settings
+    # for it let the package's own tokens fail the binding when they differed.
+    "TENANT_TOKEN_CLAIM": "AUTH_TENANT_CLAIM",
+}
+
 DEFAULTS: dict[str, Any] = {k: v[0] for k, v in _TABLE.items()}
 DOCS: dict[str, str] = {k: v[1] for k, v in _TABLE.items()}
-IMPORT_STRINGS = {"AUTH_MANAGER"}
+#: Keys holding an import string (or the object itself), resolved on first read.
+IMPORT_STRINGS = {"AUTH_MANAGER", "TENANT_RESOLVER", "CHECK_ORIGIN", "TOKEN_SCOPES", "TOKEN_TENANT"}
+#: Keys holding a list of import strings (or objects), each resolved on first read.
+IMPORT_STRING_LISTS = {"MIDDLEWARE"}
 
 
 def settings_markdown() -> str:
@@ -152,12 +163,30 @@ def _with_suggestion(key: Any) -> str:
     return f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key)
 
 
+def resolve_import(value: Any, where: str) -> Any:
+    """``value`` itself, or the object an import string names; ``ImproperlyConfigured`` naming
+    ``where`` (e.g. ``ROCKSTAR_WS['MIDDLEWARE'][0]``) when it cannot be imported."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return import_string(value)
+    except ImportError as exc:
+        raise ImproperlyConfigured(f"{where}: cannot import {value!r}: {exc}") from exc
+
+
 class WsSettings:
-    """Attribute access to ``settings.ROCKSTAR_WS`` with defaults; cached until settings change."""
+    """Attribute access to ``settings.ROCKSTAR_WS`` with defaults; cached until settings change.
+
+    Import-string keys (:data:`IMPORT_STRINGS`, :data:`IMPORT_STRING_LISTS`) are resolved on
+    first read and cached like every value. Code that keeps something derived from settings
+    (a cache, a limiter) subscribes with :meth:`on_change` instead of connecting its own
+    ``setting_changed`` receiver.
+    """
 
     def __init__(self) -> None:
         self._cache: dict[str, Any] = {}
         self._user: dict[str, Any] | None = None
+        self._subscribers: list[tuple[frozenset[str], Callable[[], None]]] = []
 
     @property
     def user_settings(self) -> dict[str, Any]:
@@ -165,6 +194,10 @@ class WsSettings:
             user = getattr(django_settings, "ROCKSTAR_WS", {}) or {}
             if not isinstance(user, dict):
                 raise ImproperlyConfigured("ROCKSTAR_WS must be a dict")
+            removed = sorted(k for k in user if k in REMOVED)
+            if removed:
+                raise ImproperlyConfigured(" ".join(
+                    f"The ROCKSTAR_WS setting {k!r} has been removed; use {REMOVED[k]!r} instead." for k in removed))
             unknown = sorted(set(user) - set(DEFAULTS), key=str)
             if unknown:
                 raise ImproperlyConfigured(
@@ -182,11 +215,10 @@ class WsSettings:
         except KeyError:
             pass
         value = self.user_settings.get(name, DEFAULTS[name])
-        if name in IMPORT_STRINGS and isinstance(value, str):
-            try:
-                value = import_string(value)
-            except ImportError as exc:
-                raise ImproperlyConfigured(f"ROCKSTAR_WS[{name!r}]: cannot import {value!r}: {exc}") from exc
+        if name in IMPORT_STRINGS:
+            value = resolve_import(value, f"ROCKSTAR_WS[{name!r}]")
+        elif name in IMPORT_STRING_LISTS:
+            value = tuple(resolve_import(v, f"ROCKSTAR_WS[{name!r}][{i}]") for i, v in enumerate(value or ()))
         self._cache[name] = value
         return value
 
@@ -195,13 +227,25 @@ class WsSettings:
         self._cache.clear()
         self._user = None
 
+    def on_change(self, callback: Callable[[], None], *settings: str) -> None:
+        """Call ``callback()`` whenever one of the Django ``settings`` changes (default:
+        ``ROCKSTAR_WS``), after this object forgot its values."""
+        self._subscribers.append((frozenset(settings or ("ROCKSTAR_WS",)), callback))
+
+    def changed(self, setting: str) -> None:
+        """Django setting ``setting`` changed: forget, then tell the subscribers."""
+        if setting == "ROCKSTAR_WS":
+            self.reload()
+        for names, callback in self._subscribers:
+            if setting in names:
+                callback()
+
 
 ws_settings = WsSettings()
 
 
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
-    if setting == "ROCKSTAR_WS":
-        ws_settings.reload()
+    ws_settings.changed(setting)
 
 
 setting_changed.connect(_on_setting_changed)

@@ -58,7 +58,7 @@ async def test_release_is_idempotent_and_limits_apply():
     server = WebSocketServer(name="unit")
     registry.install(server)
     registry.install(server)
-    assert server.admission == [registry.admit]
+    assert [s.run for s in server.pipeline if s.name == "admission"] == [registry.admit]
     with override_settings(ROCKSTAR_WS={"MAX_CONNECTIONS_PER_IP": 1}):
         release = await registry.admit(_ctx(server))
         with pytest.raises(Deny) as refused:
@@ -74,7 +74,7 @@ async def test_release_is_idempotent_and_limits_apply():
     assert registry.total == 0 and dict(registry.counts) == {} and registry.records == {}
     assert registry.limited["ip"] == 1
     registry.uninstall(server)
-    assert server.admission == []
+    assert "admission" not in server.pipeline.names
 
 
 def test_ws_connections_says_when_it_sees_only_its_own_process():

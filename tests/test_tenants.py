@@ -20,7 +20,7 @@ from rockstar_ws.checks import check_tenancy
 from rockstar_ws.core.context import Context, Headers, Request
 from rockstar_ws.core.errors import ImproperlyConfigured
 from rockstar_ws.core.routing import Route
-from rockstar_ws.tenants import TenantInfo, TenantResolver
+from rockstar_ws.tenants import TenantInfo, TenantResolver, propagation
 from rockstar_ws.tenants.models import Tenant, TenantHost
 
 
@@ -51,7 +51,7 @@ class FakeLayer:
 @pytest.fixture
 def layer(monkeypatch) -> FakeLayer:
     fake = FakeLayer()
-    monkeypatch.setattr(tenants, "_layer", lambda: fake)
+    monkeypatch.setattr(propagation, "_layer", lambda: fake)
     return fake
 
 
@@ -465,20 +465,20 @@ async def test_sweep_closes_connections_whose_tenant_went_away():
     assert conns["b.com"].closed_with == (4403, "tenant inactive")
     assert conns["c.com"].closed_with == (4403, "tenant changed")
     assert conns["d.com"].closed_with == (4403, "tenant inactive")
-    tenants._servers.discard(server)
+    tenants.tenant_servers.discard(server)
 
 
 async def test_control_message_clears_caches_and_closes_that_tenants_connections():
     server, conns = _server_with({"a.com": TenantInfo("a"), "b.com": TenantInfo("b")})
     resolver = server.tenant_resolver
     resolver._store("a.com", TenantInfo("a"))
-    await tenants._control.handle({"type": tenants.CONTROL_MESSAGE, "identifiers": ["a"], "close": True})
+    await propagation._control.handle({"type": tenants.CONTROL_MESSAGE, "identifiers": ["a"], "close": True})
     assert resolver._cache == {}
     assert conns["a.com"].closed_with == (4403, "tenant inactive")
     assert conns["b.com"].closed_with is None
-    await tenants._control.handle({"type": tenants.CONTROL_MESSAGE, "identifiers": ["b"], "close": False})
+    await propagation._control.handle({"type": tenants.CONTROL_MESSAGE, "identifiers": ["b"], "close": False})
     assert conns["b.com"].closed_with is None
-    tenants._servers.discard(server)
+    tenants.tenant_servers.discard(server)
 
 
 def test_unmigrated_tables_mean_no_tenant_but_other_errors_refuse(monkeypatch):

@@ -354,3 +354,19 @@ async def test_inactive_tenant_across_two_processes_sharing_redis(server_env, tm
         finally:
             for ws in opened.values():
                 await ws.close()
+
+
+# -- one tenant claim ------------------------------------------------------------------------------
+async def test_the_tenant_claim_the_tokens_carry_is_the_one_the_binding_reads(server_env, tmp_path):
+    # AUTH_TENANT_CLAIM names the claim for both sides: tokens minted with another name for it pass
+    # the binding of a server configured alike, and tokens with the default name do not.
+    from django.test import override_settings
+
+    env = copy_env(server_env, tmp_path, ROCKSTAR_TEST_WS_SETTINGS=json.dumps({"AUTH_TENANT_CLAIM": "org"}))
+    with override_settings(ROCKSTAR_WS={"AUTH_TENANT_CLAIM": "org"}):
+        renamed = make_token(ADMIN_ID, "tenant1", ["admin:access"])
+    default_name = make_token(ADMIN_ID, "tenant1", ["admin:access"])
+    with ServerProcess("daphne", env=env, log_dir=tmp_path) as server:
+        async with connect(server, f"/ws/admin?token={renamed}", host="tenant1.localhost") as ws:
+            assert await recv_json(ws) == {"tenant_id": "tenant1", "user_id": str(ADMIN_ID)}
+        assert await status_of(server, f"/ws/admin?token={default_name}", "tenant1.localhost") == 403

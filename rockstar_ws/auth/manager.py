@@ -35,7 +35,7 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from ..conf import ws_settings
 from ..core.errors import Deny
 from ..core.logsafe import escape
-from ..core.messages import TextMessage
+from ..core.messages import CloseCode, TextMessage
 
 if TYPE_CHECKING:
     from rest_framework_simplejwt.tokens import Token
@@ -433,7 +433,7 @@ class TokenGuard:
             return
         logger.info("closing %s%s (user %s): access token expired", escape(self.ctx.request.host),
                     escape(self.ctx.request.path), escape(self.ctx.request.user_id))
-        self._closing = asyncio.ensure_future(_close_quietly(conn, 4401, "token expired"))
+        self._closing = asyncio.ensure_future(conn.close(CloseCode.UNAUTHORIZED, "token expired"))
 
     async def on_refresh(self, text: str) -> None:
         """Handle one refresh message (its text starts with :data:`REFRESH_PREFIX`)."""
@@ -447,14 +447,14 @@ class TokenGuard:
         if not isinstance(raw, str):
             logger.info("refresh on %s (user %s) refused: malformed refresh message",
                         escape(self.ctx.request.path), escape(self.ctx.request.user_id))
-            await _close_quietly(conn, 4400, "malformed refresh message")
+            await conn.close(CloseCode.BAD_REQUEST, "malformed refresh message")
             return
         try:
             exp = await self.manager.refresh(self.ctx, raw)
         except Deny as deny:
             logger.info("refresh on %s (user %s) refused: %s (%s)", escape(self.ctx.request.path),
                         escape(self.ctx.request.user_id), escape(deny.reason), escape(deny.log_detail, 500))
-            await _close_quietly(conn, deny.close_code, deny.reason)
+            await conn.close(deny.close_code, deny.reason)
             return
         if conn.closed:
             return
@@ -466,10 +466,5 @@ class TokenGuard:
             pass
 
 
-async def _close_quietly(conn: WebSocketConnection, code: int, reason: str) -> None:
-    try:
-        await conn.close(code, reason)
-    except Exception:  # pragma: no cover - the client is gone already
-        pass
 
 

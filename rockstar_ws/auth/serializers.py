@@ -21,14 +21,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.utils.module_loading import import_string
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt import serializers as jwt_serializers
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken, Token
 
 from ..conf import ws_settings
-from ..core.errors import ImproperlyConfigured
 
 __all__ = ["TokenObtainPairSerializer", "TokenRefreshSerializer", "add_ws_claims", "scopes_from_permissions"]
 
@@ -54,15 +52,7 @@ def scopes_from_permissions(user: Any, request: Any = None) -> list[str]:
 
 
 def _hook(name: str) -> Any:
-    value = getattr(ws_settings, name)
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            return import_string(value)
-        except ImportError as exc:
-            raise ImproperlyConfigured(f"ROCKSTAR_WS[{name!r}]: cannot import {value!r}: {exc}") from exc
-    return value
+    return getattr(ws_settings, name)
 
 
 def _scope_names(value: Any) -> list[str]:

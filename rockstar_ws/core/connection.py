@@ -287,17 +287,31 @@ class WebSocketConnection:
         else:  # a client that does not read makes the write fail (1013) instead of hang
             await self._guard.send(message)
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close the connection. Idempotent: closing a closed connection does nothing."""
+    async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
+        """Close the connection. Idempotent: closing a closed connection does nothing. Never
+        raises for a transport that is gone (the close has happened anyway)."""
+        sending = self.begin_close(code, reason)
+        if sending is not None:
+            await sending
+
+    def begin_close(self, code: int, reason: str = "", wait: float | None = None) -> Awaitable[None] | None:
+        """The one close path: the connection is CLOSED when this returns (reads end, callbacks
+        ran); the returned awaitable sends the close frame, dropping the TCP connection after
+        ``wait`` seconds (default ``CLOSE_TIMEOUT``) when the frame cannot be written. None when
+        there is nothing to send (closed already, or never accepted)."""
         if self._state == CLOSED:
-            return
+            return None
         was_open = self._state == OPEN
         self.mark_closed(code, reason)
-        if was_open:
-            try:  # a client that never reads would hold the close frame (and us) behind its data
-                await self._bridge.close_or_drop(code, reason[:120], float(ws_settings.CLOSE_TIMEOUT) or 1.0)
-            except Exception:  # the transport is already gone: the close has happened anyway
-                pass
+        if not was_open:
+            return None
+        return self._send_close(code, reason[:120], float(ws_settings.CLOSE_TIMEOUT) or 1.0 if wait is None else wait)
+
+    async def _send_close(self, code: int, reason: str, wait: float) -> None:
+        try:  # a client that never reads would hold the close frame (and us) behind its data
+            await self._bridge.close_or_drop(code, reason, wait)
+        except Exception:  # the transport is already gone: the close has happened anyway
+            pass
 
     async def __aiter__(self) -> AsyncIterator[Message]:
         """``async for message_type, data in conn``: ends when the connection closes."""

@@ -141,12 +141,17 @@ class Context:
     __slots__ = ("request", "user", "tenant", "scope", "server", "route", "state", "connection",
                  "subprotocol", "upgrader", "_done")
 
+    #: The route, once the handshake's ``route`` stage found it (a stage before it must not read it).
+    route: Route
+
     def __init__(self, request: Request, scope: Mapping[str, Any], server: WebSocketServer,
-                 route: Route) -> None:
+                 route: Route | None = None) -> None:
         self.request = request
         self.scope = scope
+        #: The server serving this connection, for handlers (``ctx.server.broadcast(...)``).
         self.server = server
-        self.route = route
+        if route is not None:
+            self.route = route
         self.user: Any = scope.get("user") or _anonymous()
         self.tenant: Any = None
         self.state: dict[str, Any] = {}

@@ -51,7 +51,7 @@ class Deny(Exception):
     @property
     def close_code(self) -> int:
         """The 4000-range close code used by ``REFUSAL_MODE = "close"`` (4401, 4403, ...)."""
-        return 4000 + self.status if self.status < 600 else 4500
+        return 4000 + self.status
 
 
 #: Alias kept for readers of the reference, where a refused upgrade is a "rejection".

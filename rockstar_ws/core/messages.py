@@ -33,7 +33,12 @@ PongMessage = MessageType.PONG
 
 
 class CloseCode(enum.IntEnum):
-    """Close codes rockstar_ws sends. The 44xx codes mirror HTTP refusal statuses."""
+    """Every close code rockstar_ws sends (and 1005/1006, which it reports but never sends).
+
+    The 4xxx codes are 4000 + an HTTP status: refusals in ``REFUSAL_MODE = "close"`` (any other
+    refusal status ``s`` closes with ``4000 + s``), an expired token (4401), an inactive tenant
+    (4403), the idle timeout (4408) and the ``close-4429`` rate-limit policy.
+    """
 
     NORMAL = 1000
     GOING_AWAY = 1001
@@ -50,4 +55,6 @@ class CloseCode(enum.IntEnum):
     UNAUTHORIZED = 4401
     FORBIDDEN = 4403
     NOT_FOUND = 4404
+    IDLE_TIMEOUT = 4408
     TOO_MANY_REQUESTS = 4429
+    SERVER_ERROR = 4500

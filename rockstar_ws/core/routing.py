@@ -10,20 +10,35 @@ from __future__ import annotations
 import inspect
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django.urls.resolvers import RoutePattern
 
 from .errors import ImproperlyConfigured, RouteConflict
 
+if TYPE_CHECKING:
+    from .context import Context
+
 __all__ = ["Handler", "HandlerSignatureError", "Middleware", "Route", "RouteTable", "normalize_host"]
 
-Handler = Callable[..., Any]
-Middleware = Callable[..., Any]
+class Handler(Protocol):
+    """A route's handler: ``async def handler(ctx, conn)``, or a plain ``def handler(ctx, conn)``
+    that runs in a worker thread with a :class:`~rockstar_ws.core.connection.SyncConnection`."""
+
+    def __call__(self, ctx: Context, conn: Any, /) -> Any:
+        """Serve one connection until it ends (returning closes it with 1000)."""
+
+
+class Middleware(Protocol):
+    """``async def middleware(ctx, next)``: runs around the rest of the handshake and the
+    connection; ``await next(ctx)`` continues, raising ``Deny`` refuses."""
+
+    def __call__(self, ctx: Context, next: Callable[[Context], Awaitable[Any]], /) -> Awaitable[Any]:
+        """Call ``next(ctx)`` to go on, or raise ``Deny``."""
 
 # The whole package, not this folder: a registration is "user code" only outside rockstar_ws.
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -257,12 +272,7 @@ class RouteTable:
                     return found
         return self.global_routes.find(path)
 
-    @property
-    def has_tenant_routes(self) -> bool:
-        """True when some route is declared by tenant rather than by host."""
-        return bool(self.tenants)
-
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Route]:
         yield from self.global_routes
         for table in self.hosts.values():
             yield from table
@@ -273,8 +283,3 @@ class RouteTable:
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
-
-
-def as_tuple(items: Sequence[Any] | None) -> tuple[Any, ...]:
-    """None -> (), list -> tuple."""
-    return tuple(items or ())

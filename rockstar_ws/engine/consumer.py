@@ -100,61 +100,47 @@ class RockstarConsumer(AsyncConsumer):
         server = getattr(self, "server", None)
         if server is None:
             raise ImproperlyConfigured("RockstarConsumer needs a server: use a WebSocketServer as the ASGI app")
-        host = _host_of(scope)
-        request = Request.from_scope(scope, host)
-        ctx: Context | None = None
+        request = Request.from_scope(scope, _host_of(scope))
+        ctx = self.ctx = Context(request, scope, server)
         release: Callable[[], Any] | None = None
+        serving = False  # False: the handshake stages; True: middleware and the connection's life
         try:
-            server.precheck(scope, request)  # before any lookup: a flood of them costs no query
-            tenant = await server.resolve_tenant(request) if server.tenancy_enabled else None
-            found = server.routes.find(host, request.path, request.tenant_id)
-            if found is None:
-                raise Deny(404, log_detail=f"no route for host={host!r} path={request.path!r}")
-            route, params = found
-            request.path_params = params
-            ctx = Context(request, scope, server, route)
-            ctx.tenant = tenant
-            self.ctx = ctx
-            release = await server.handshake(ctx)
-        except Deny as deny:
-            await self._refuse(deny, request)
-            return
-        except Exception:
-            logger.exception("handshake of %s failed", escape(request.path))
-            await self._refuse(Deny(500, "internal error"), request)
-            return
-
-        chain = server.middleware_chain(ctx.route, self._serve)
-        try:
-            await chain(ctx)
+            release = await server.pipeline.run(ctx)
+            serving = True
+            await server.middleware_chain(ctx.route, self._serve)(ctx)
             if not self.accepted:
                 raise Deny(403, "refused by middleware", log_detail="middleware returned without calling next")
         except Deny as deny:
-            if self.accepted:
-                if self.conn is not None:
-                    await self.conn.close(deny.close_code, deny.reason)
-            else:
-                await self._refuse(deny, request)
+            await self._end(deny, request)
         except ConnectionClosed:
             pass
         except Exception:
-            # Without middleware the chain is the server's own set-up of the connection: saying
-            # "middleware" there sends a reader looking for code that does not exist.
-            if ctx.route.middleware or server._global_middleware():
+            if not serving:
+                logger.exception("handshake of %s failed", escape(request.path))
+            elif ctx.route.middleware or server._global_middleware():
                 logger.exception("middleware of %s raised", ctx.route.label)
             else:
+                # Without middleware the chain is the server's own set-up of the connection: saying
+                # "middleware" there sends a reader looking for code that does not exist.
                 logger.exception("serving %s failed (handler %s)", ctx.route.label, describe(ctx.route.handler))
-            if self.accepted and self.conn is not None:
-                await self.conn.close(CloseCode.INTERNAL_ERROR, "internal error")
-            elif not self.accepted:
-                await self._refuse(Deny(500, "internal error"), request)
+            await self._end(None, request)
         finally:
             if self.conn is not None:
                 self.conn.mark_closed(CloseCode.ABNORMAL)
-            if ctx is not None:
-                ctx.done.set()
+            ctx.done.set()
             if release is not None:
                 await release()
+
+    async def _end(self, deny: Deny | None, request: Request) -> None:
+        """The one place a handshake or a connection ends on an error: before the accept, the
+        refusal the client sees (``None``: 500); after it, a close (``None``: 1011)."""
+        if not self.accepted:
+            await self._refuse(deny or Deny(500, "internal error"), request)
+        elif self.conn is not None:
+            if deny is None:
+                await self.conn.close(CloseCode.INTERNAL_ERROR, "internal error")
+            else:
+                await self.conn.close(deny.close_code, deny.reason)
 
     async def _refuse(self, deny: Deny, request: Request) -> None:
         refusal_logger.info(
@@ -164,8 +150,9 @@ class RockstarConsumer(AsyncConsumer):
         )
         self.server.stats.refused(deny)
         mode = ws_settings.REFUSAL_MODE
-        if self.ctx is not None:  # a route may ask for close codes where its clients are browsers
-            mode = self.ctx.route.options.get("refusal_mode") or mode
+        route = getattr(self.ctx, "route", None)
+        if route is not None:  # a route may ask for close codes where its clients are browsers
+            mode = route.options.get("refusal_mode") or mode
         # Close mode accepts before closing: only with a name the client sent verbatim, or the
         # server could not complete even that handshake.
         subprotocol = self.ctx.subprotocol if self.ctx is not None else None

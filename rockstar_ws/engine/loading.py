@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.utils.module_loading import autodiscover_modules, import_string
+from django.utils.module_loading import autodiscover_modules
 
-from ..conf import ws_settings
+from ..conf import resolve_import, ws_settings
 from ..core.errors import ImproperlyConfigured
 from ..core.routing import registration_site
 from .server import WebSocketServer, default_server
@@ -17,15 +17,6 @@ _loaded = False
 
 _ROUTE_KEYS = {"path", "handler", "host", "tenant", "middleware", "authenticated", "allowed_scopes",
                "require_all_scopes", "name", "options"}
-
-
-def _resolve(value: Any, where: str) -> Any:
-    if isinstance(value, str):
-        try:
-            return import_string(value)
-        except ImportError as exc:
-            raise ImproperlyConfigured(f"{where}: cannot import {value!r}: {exc}") from exc
-    return value
 
 
 def load_settings_routes(server: WebSocketServer, routes: list[dict[str, Any]]) -> None:
@@ -39,8 +30,8 @@ def load_settings_routes(server: WebSocketServer, routes: list[dict[str, Any]]) 
             raise ImproperlyConfigured(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(_ROUTE_KEYS)}")
         if "path" not in spec or "handler" not in spec:
             raise ImproperlyConfigured(f"{where} needs 'path' and 'handler'")
-        handler = _resolve(spec["handler"], where)
-        middleware = [_resolve(m, where) for m in spec.get("middleware") or ()]
+        handler = resolve_import(spec["handler"], where)
+        middleware = [resolve_import(m, where) for m in spec.get("middleware") or ()]
         scopes = spec.get("allowed_scopes") or ()
         token = registration_site.set(f"settings.{where}")
         try:

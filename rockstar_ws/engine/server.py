@@ -14,14 +14,18 @@ from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
-from django.utils.module_loading import import_string
 
-from .. import tenants
+from ..auth.stage import authentication_stage
 from ..conf import ws_settings
 from ..core.context import Context
+from ..core.messages import CloseCode
 from ..core.routing import Handler, Middleware, Route, RouteTable, caller_site
-from ..handshake.precheck import check_host, check_selected_subprotocol, check_subprotocol_header
+from ..handshake import pipeline as stages
+from ..handshake.pipeline import Pipeline, Stage, Step
+from ..handshake.precheck import precheck
+from ..limits.ratelimit import HandshakeRateLimiter
 from ..limits.upgrader import Upgrader, effective_upgrader
+from ..tenants import stages as tenant_stages
 from .consumer import RockstarConsumer
 from .stats import Stats
 
@@ -62,8 +66,33 @@ class WebSocketServer:
         self.per_connection_channel = True
         #: Resolves a request's host to a tenant (set up by rockstar_ws.tenants when configured).
         self.tenant_resolver: Callable[[Request], Awaitable[Any]] | None = None
-        #: Admission checks run after authentication; each returns a release coroutine or None.
-        self.admission: list[Callable[[Context], Awaitable[Release | None]]] = []
+        self._handshake_limiter: HandshakeRateLimiter | None = None
+        #: The handshake's stages in order (rockstar_ws.handshake.pipeline); ``add_stage`` adds one.
+        self.pipeline = Pipeline(self.default_stages())
+
+    def default_stages(self) -> list[Step]:
+        """The handshake stages every server starts with, in the order they run (the features
+        meet here: this is the one place that knows them all). ``admission`` is added by the
+        live registry (rockstar_ws.registry.install) when ``LIVE_REGISTRY`` is on."""
+        resolver = lambda: self.tenant_resolver  # noqa: E731 - read per handshake: tenancy may be turned on later
+        return [
+            Step("host_and_rate", stages.host_and_rate(self.check_handshake_rate)),
+            Step("tenant", tenant_stages.resolve_stage(resolver)),
+            Step("route", stages.route(self.routes)),
+            Step("limits", stages.limits(lambda: self.upgrader)),
+            Step("tenant_settings", tenant_stages.settings_stage),
+            Step("origin_and_subprotocol", stages.origin_and_subprotocol),
+            Step("authentication", authentication_stage(lambda: self.auth_manager, lambda: self._auth_manager)),
+            Step("tenant_binding", tenant_stages.binding_stage(resolver)),
+            Step("selected_subprotocol", stages.selected_subprotocol),
+        ]
+
+    def add_stage(self, stage: Stage, *, name: str | None = None, before: str | None = None,
+                  after: str | None = None) -> Step:
+        """Add a handshake stage, ``async def stage(ctx) -> release | None`` that refuses by
+        raising ``Deny``: by default after the token checks and before ``admission`` (see
+        :meth:`Pipeline.add` and docs/architecture.md)."""
+        return self.pipeline.add(stage, name=name, before=before, after=after)
 
     # -- registration (the reference's Register* methods) -------------------------------
     def _add(self, path: str, handler: Handler, middleware: Sequence[Middleware] | None = None, **kw: Any) -> Route:
@@ -212,53 +241,7 @@ class WebSocketServer:
         the ``Host`` header against ``ALLOWED_HOSTS`` (400), the client IP's handshake rate
         (429; every handshake past the host check counts, unknown paths too), and the
         subprotocol header (400). Raises :class:`Deny`."""
-        check_host(scope)
-        self.check_handshake_rate(request)
-        check_subprotocol_header(scope)
-
-    async def handshake(self, ctx: Context) -> Release | None:
-        """Checks that run before any user code: upgrader (origin), authentication, admission.
-
-        The cheap checks (:meth:`precheck`) have run already. Raises :class:`Deny`. Returns a
-        coroutine function to call when the connection ends.
-        """
-        ctx.upgrader = effective_upgrader(ctx.route, self.upgrader)
-        if ctx.tenant is not None:
-            tenants.apply_tenant_settings(ctx)
-        upgrader = ctx.upgrader
-        upgrader.check(ctx)
-        if ctx.route.authenticated:
-            await self.auth_manager.authenticate(ctx)
-            tenants.check_tenant_binding(ctx)
-            if ctx.tenant is None and ctx.request.tenant_id is not None and self.tenancy_enabled:
-                await tenants.check_token_tenant_active(ctx)
-        elif ctx.subprotocol is None and ctx.request.subprotocols:
-            # A browser that offers the token marker to a public route fails the handshake if no
-            # offered subprotocol is accepted: accept the marker (never the token), ignore the token.
-            marker = getattr(self._auth_manager, "subprotocol", None) or ws_settings.AUTH_SUBPROTOCOL
-            if marker and marker in ctx.request.subprotocols:
-                ctx.subprotocol = marker
-        # Before admission counts the connection: an auth manager may have chosen the name.
-        check_selected_subprotocol(ctx.scope, ctx.subprotocol)
-        releases: list[Release] = []
-        try:
-            for admit in self.admission:
-                release = await admit(ctx)
-                if release is not None:
-                    releases.append(release)
-        except BaseException:
-            for release in reversed(releases):
-                await release()
-            raise
-        if not releases:
-            return None
-        if len(releases) == 1:
-            return releases[0]
-
-        async def release_all() -> None:
-            for release in reversed(releases):
-                await release()
-        return release_all
+        precheck(scope, request, self.check_handshake_rate)
 
     def control_hook(self, ctx: Context, conn: WebSocketConnection) -> Callable[[str], Awaitable[None]] | None:
         """The per-connection hook the pump calls for token-refresh messages, or None (the
@@ -271,8 +254,7 @@ class WebSocketServer:
     def _global_middleware(self) -> tuple[Middleware, ...]:
         if not self._use_settings:
             return self._middleware
-        names = ws_settings.MIDDLEWARE
-        return self._middleware + tuple(import_string(n) if isinstance(n, str) else n for n in names)
+        return self._middleware + ws_settings.MIDDLEWARE
 
     def middleware_chain(self, route: Route, inner: Callable[[Context], Awaitable[None]]
                          ) -> Callable[[Context], Awaitable[Any]]:
@@ -305,10 +287,8 @@ class WebSocketServer:
         rate, burst, exempt = ws_settings.HANDSHAKE_RATE, ws_settings.HANDSHAKE_BURST, ws_settings.HANDSHAKE_RATE_EXEMPT
         if not rate:
             return
-        limiter = getattr(self, "_handshake_limiter", None)
+        limiter = self._handshake_limiter
         if limiter is None or not limiter.built_from(rate, burst, exempt):  # new, or settings changed
-            from ..limits.ratelimit import HandshakeRateLimiter
-
             limiter = self._handshake_limiter = HandshakeRateLimiter(rate, burst, exempt)
         limiter.check((request.request if isinstance(request, Context) else request).remote_ip)
 
@@ -326,7 +306,7 @@ class WebSocketServer:
         self.stats.rate_limited()
         guard = conn.guard
         if guard is None:
-            await conn.close(1008, "rate limit exceeded")
+            await conn.close(CloseCode.POLICY_VIOLATION, "rate limit exceeded")
             return True
         return await guard.rate_limited()
 

@@ -43,7 +43,9 @@ from ..conf import ws_settings
 from ..core.errors import ConnectionClosed
 from ..core.messages import BinaryMessage, CloseCode, TextMessage
 from ..core.outage import outage
+from ..core.wakeup import Wakeup
 from ..layers import crosses_processes
+from ..limits.slow import close_slow_client
 
 if TYPE_CHECKING:
     from ..core.connection import WebSocketConnection
@@ -187,7 +189,7 @@ class _Member:
         self.queued_bytes = 0
         #: monotonic time the writer's current send started (0: not sending).
         self.sending_since = 0.0
-        self.waiter: asyncio.Future[None] | None = None
+        self.waiter = Wakeup()
         self.writer: asyncio.Task[None] | None = None
         self.overflowing = False
         self.dropped = 0
@@ -214,7 +216,7 @@ class GroupHub:
         self._in_layer: set[str] = set()
         self._locks: dict[str, list[Any]] = {}
         self._outbox: deque[tuple[str, list[Any], asyncio.Future[None] | None]] = deque()
-        self._outbox_waiter: asyncio.Future[None] | None = None
+        self._outbox_waiter = Wakeup()
         self._dirty_counts: set[str] = set()
         self._wake = asyncio.Event()
         self._resync = False
@@ -369,20 +371,14 @@ class GroupHub:
         return count
 
     def _wake_writer(self, member: _Member) -> None:
-        waiter = member.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        member.waiter.notify()
 
     async def _write_loop(self, member: _Member) -> None:
         conn, queue, send = member.conn, member.queue, member.send
         try:
             while conn.is_open:
                 if not queue:
-                    member.waiter = self.loop.create_future()
-                    try:
-                        await member.waiter
-                    finally:
-                        member.waiter = None
+                    await member.waiter.wait()
                     continue
                 msg = queue.popleft()
                 member.queued_bytes -= _size(msg)
@@ -415,10 +411,9 @@ class GroupHub:
         member.queued_bytes = 0
         if member.writer is not None:  # its send may wait forever on a client that does not read
             member.writer.cancel()
-        was_open = conn.is_open
-        conn.mark_closed(CloseCode.TRY_AGAIN_LATER, "too slow")  # runs _connection_closed
-        if was_open:
-            self._spawn(_close_quietly(conn, CloseCode.TRY_AGAIN_LATER, "too slow"))
+        sending = close_slow_client(conn, "too slow")  # closed now: runs _connection_closed
+        if sending is not None:
+            self._spawn(sending)
 
     # -- the layer: node channel, publisher, receiver, upkeep ------------------------------
     async def _start_node(self) -> None:
@@ -485,19 +480,13 @@ class GroupHub:
                 done.set_exception(BroadcastError("the channel layer is not keeping up; broadcast not sent"))
             return
         self._outbox.append((group, payload, done))
-        waiter = self._outbox_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._outbox_waiter.notify()
 
     async def _publish_loop(self) -> None:
         outbox = self._outbox
         while True:
             if not outbox:
-                self._outbox_waiter = self.loop.create_future()
-                try:
-                    await self._outbox_waiter
-                finally:
-                    self._outbox_waiter = None
+                await self._outbox_waiter.wait()
                 continue
             group, payload, done = outbox.popleft()
             items, waiters = [payload], [done]
@@ -674,13 +663,6 @@ class GroupHub:
         if self._failing_since is not None:
             self._failing_since = None
             outage.recovered("channel layer", log=logger)
-
-
-async def _close_quietly(conn: WebSocketConnection, code: int, reason: str) -> None:
-    try:  # the close frame queues behind what the member does not read: dropped after 1 s
-        await conn.transport.close_or_drop(code, reason, 1.0)
-    except Exception:  # the transport is gone already
-        pass
 
 
 def _exclusions(exclude: Any) -> frozenset[Any] | None:

@@ -15,15 +15,18 @@ Then the tenant and route lookups (404), the origin, authentication and limits, 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from ..core.errors import Deny
 
-__all__ = ["allowed_hosts", "check_host", "check_selected_subprotocol", "check_subprotocol_header",
+if TYPE_CHECKING:
+    from ..core.context import Request
+
+__all__ = ["allowed_hosts", "check_host", "check_selected_subprotocol", "check_subprotocol_header", "precheck",
            "raw_host", "raw_subprotocols"]
 
 #: What Django allows when ``DEBUG`` is True and ``ALLOWED_HOSTS`` is empty (HttpRequest.get_host).
@@ -103,3 +106,11 @@ def check_selected_subprotocol(scope: Mapping[str, Any], selected: str | None,
     if selected not in (raw_subprotocols(scope) if raw is None else raw):
         raise Deny(400, "subprotocol not offered",
                    log_detail=f"subprotocol {selected!r} was selected but the client did not offer it")
+
+
+def precheck(scope: Mapping[str, Any], request: Request, rate: Callable[[Request], None]) -> None:
+    """The three checks above in order: host (400), the handshake rate ``rate(request)`` (429),
+    the subprotocol header (400). Raises :class:`Deny`."""
+    check_host(scope)
+    rate(request)
+    check_subprotocol_header(scope)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import ConnectionClosed
 from ..core.messages import CloseCode
 from .ratelimit import TokenBucket
+from .slow import SLOW_CLIENT_CODE, close_slow_client
 
 if TYPE_CHECKING:
     from ..core.connection import WebSocketConnection
@@ -29,7 +30,7 @@ __all__ = ["IDLE_TIMEOUT_CODE", "RATE_LIMIT_CODES", "ConnectionGuard", "new_guar
 logger = logging.getLogger("rockstar_ws")
 
 #: Close code of the idle timeout: 4000 + HTTP 408 (Request Timeout), in the family of 4429.
-IDLE_TIMEOUT_CODE = 4408
+IDLE_TIMEOUT_CODE = CloseCode.IDLE_TIMEOUT
 #: Close codes of the rate-limit policies that close.
 RATE_LIMIT_CODES = {"close": CloseCode.POLICY_VIOLATION, "close-4429": CloseCode.TOO_MANY_REQUESTS}
 
@@ -163,15 +164,10 @@ class ConnectionGuard:
     async def _fail(self, why: str) -> None:
         conn = self.conn
         logger.warning("closing %s: the client does not read (%s)", conn, why)
-        if self._blocking_send:
-            conn.mark_closed(CloseCode.TRY_AGAIN_LATER, "client too slow")
-            try:  # the close frame queues behind what the client does not read: drop it after 1 s
-                await self.bridge.close_or_drop(CloseCode.TRY_AGAIN_LATER, "client too slow", 1.0)
-            except Exception:
-                pass
-        else:
-            await conn.close(CloseCode.TRY_AGAIN_LATER, "client too slow")
-        raise ConnectionClosed(CloseCode.TRY_AGAIN_LATER, "client too slow")
+        sending = close_slow_client(conn, "client too slow")
+        if sending is not None:
+            await sending
+        raise ConnectionClosed(SLOW_CLIENT_CODE, "client too slow")
 
 
 def new_guard(conn: WebSocketConnection, upgrader: Upgrader, bridge: ServerBridge) -> ConnectionGuard | None:

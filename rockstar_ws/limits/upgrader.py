@@ -21,10 +21,9 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.core.signals import setting_changed
 from django.http.request import split_domain_port, validate_host
-from django.utils.module_loading import import_string
 
+from ..conf import ws_settings
 from ..core.errors import Deny
 
 if TYPE_CHECKING:
@@ -85,8 +84,6 @@ def origin_refusal(ctx: Context, allowed_origins: Sequence[str] | None = None,
     if host == ctx.request.host:
         return None
     if allowed_origins is None:
-        from ..conf import ws_settings
-
         allowed_origins = ws_settings.ALLOWED_ORIGINS
     source = "ALLOWED_ORIGINS"
     if allowed_origins is None:
@@ -205,14 +202,7 @@ def settings_upgrader() -> Upgrader:
     """The upgrader the ``ROCKSTAR_WS`` settings describe (every field set); cached."""
     global _settings_upgrader
     if _settings_upgrader is None:
-        from ..conf import ws_settings
-
         check = ws_settings.CHECK_ORIGIN
-        if isinstance(check, str):
-            try:
-                check = import_string(check)
-            except ImportError as exc:
-                raise ImproperlyConfigured(f"ROCKSTAR_WS['CHECK_ORIGIN']: cannot import {check!r}: {exc}") from exc
         allowed = ws_settings.ALLOWED_ORIGINS
         _settings_upgrader = Upgrader(
             check_origin=check,
@@ -248,10 +238,9 @@ def effective_upgrader(route: Route | None, server_upgrader: Upgrader) -> Upgrad
     return route_upgrader.over(base)
 
 
-def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+def _forget_settings_upgrader() -> None:
     global _settings_upgrader
-    if setting in ("ROCKSTAR_WS", "ALLOWED_HOSTS", "DEBUG"):
-        _settings_upgrader = None
+    _settings_upgrader = None
 
 
-setting_changed.connect(_on_setting_changed)
+ws_settings.on_change(_forget_settings_upgrader, "ROCKSTAR_WS", "ALLOWED_HOSTS", "DEBUG")

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from ..core.redis import loop_task, text, waiting_client
 from ..groups import validate_group_name
 from ..registry import process_name
 
@@ -424,10 +425,6 @@ return 0
 _HEARTBEAT_BATCH = 200  # groups per heartbeat script, so one call never blocks Redis for long
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class RedisPresenceStore(PresenceStore):
     """Cluster-wide presence in Redis: every process sees every member, and a dead process's
     members drop out within ``ttl`` seconds of its last heartbeat.
@@ -470,14 +467,8 @@ class RedisPresenceStore(PresenceStore):
     def _redis(self) -> Any:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
-            import redis.asyncio as aioredis
-
-            # Many joins at once wait for a pooled connection instead of failing with
-            # MaxConnectionsError, as the live registry's do.
-            pool = aioredis.BlockingConnectionPool.from_url(
-                self.url, max_connections=32, timeout=self.timeout,
-                socket_timeout=self.timeout, socket_connect_timeout=self.timeout)
-            self._client = aioredis.Redis(connection_pool=pool)
+            # Many joins at once wait for a pooled connection, as the live registry's do.
+            self._client = waiting_client(self.url, self.timeout)
             self._scripts = {name: self._client.register_script(src) for name, src in (
                 ("join", _JOIN), ("leave", _LEAVE), ("members", _MEMBERS), ("stats", _STATS),
                 ("heartbeat", _HEARTBEAT), ("resync", _RESYNC))}
@@ -496,7 +487,7 @@ class RedisPresenceStore(PresenceStore):
             return await self._scripts[script](keys=[], args=args)
 
     def _report(self, group: str, gone_users: Iterable[Any], gone_members: Iterable[Any]) -> None:
-        gone = {_text(u) for u in gone_users}
+        gone = {text(u) for u in gone_users}
         if not gone or self.on_expired is None:
             return
         # One member per user whose last connection died with its process.
@@ -513,10 +504,8 @@ class RedisPresenceStore(PresenceStore):
                 logger.exception("presence: on_expired failed for group %r", group)
 
     def _ensure_heartbeat(self) -> None:
-        beat = self._beat
-        if beat is None or beat.done() or self._loop is not asyncio.get_running_loop():
-            self._redis()
-            self._beat = asyncio.ensure_future(self._heartbeat_loop())
+        self._redis()  # a client on the running loop first: a new loop resets the heartbeat
+        self._beat = loop_task(self._beat, self._loop, self._heartbeat_loop)
 
     async def _heartbeat_loop(self) -> None:
         failing = False
@@ -553,7 +542,7 @@ class RedisPresenceStore(PresenceStore):
             if not int(existed) or int(lost):
                 self._dirty = True
             for group, gone_users, gone_members in reports:
-                self._report(_text(group), gone_users, gone_members)
+                self._report(text(group), gone_users, gone_members)
         if not self.own:
             self._dirty = False
         elif self._dirty:

@@ -1,7 +1,7 @@
 """The registry of live connections and the connection limits (docs/connections.md).
 
 Every accepted connection is counted once when its handshake is admitted and once when it ends
-(``WebSocketServer.admission``); nothing happens per message. A connection is counted under
+(the ``admission`` stage of the handshake pipeline); nothing happens per message. A connection is counted under
 ``total``, its route label, its tenant, its user and its client IP, and is kept as a
 :class:`ConnectionRecord`.
 
@@ -29,17 +29,18 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings as django_settings
 from django.core.checks import Error, register
 from django.core.exceptions import ImproperlyConfigured
-from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
 from ..conf import ws_settings
 from ..core.errors import Deny
 from ..core.outage import outage
+from ..core.redis import loop_task, text, waiting_client
 
 if TYPE_CHECKING:
     from ..core.context import Context
@@ -176,13 +177,13 @@ class LocalRegistry:
         """Count ``server``'s connections and enforce the limits on its handshakes."""
         if server not in self.servers:
             self.servers.append(server)
-            server.admission.append(self.admit)
+            server.add_stage(self.admit, name="admission")
 
     def uninstall(self, server: WebSocketServer) -> None:
         """Stop counting ``server``'s connections."""
         if server in self.servers:
             self.servers.remove(server)
-            server.admission[:] = [a for a in server.admission if getattr(a, "__self__", None) is not self]
+            server.pipeline.remove("admission")
 
     # -- admission --------------------------------------------------------------------
     def _record(self, ctx: Context) -> ConnectionRecord:
@@ -261,84 +262,17 @@ class LocalRegistry:
         """Release resources (the Redis client in cluster mode)."""
 
 
-# Lua: keys are built inside the scripts from the prefix, so cluster mode needs one Redis
-# (or a primary with replicas), not Redis Cluster.
-_ADMIT = """
-local prefix, me, ttl = ARGV[1], ARGV[2], ARGV[3]
-local n = tonumber(ARGV[6])
-if n > 0 then
-  local live = {}
-  for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-    if node == me or redis.call('EXISTS', prefix .. 'node:' .. node .. ':alive') == 1 then
-      live[#live + 1] = node
-    else
-      redis.call('SREM', KEYS[1], node)
-      redis.call('DEL', prefix .. 'node:' .. node .. ':counts', prefix .. 'node:' .. node .. ':conns')
-    end
-  end
-  for i = 1, n do
-    local field, limit = ARGV[5 + 2 * i], tonumber(ARGV[6 + 2 * i])
-    local sum = 0
-    for _, node in ipairs(live) do
-      sum = sum + tonumber(redis.call('HGET', prefix .. 'node:' .. node .. ':counts', field) or '0')
-    end
-    if sum >= limit then return i end
-  end
-end
-for j = 7 + 2 * n, #ARGV do redis.call('HINCRBY', KEYS[3], ARGV[j], 1) end
-redis.call('HSET', KEYS[4], ARGV[4], ARGV[5])
-redis.call('SADD', KEYS[1], me)
-redis.call('SET', KEYS[2], '1', 'PX', ttl)
-redis.call('PEXPIRE', KEYS[3], ttl)
-redis.call('PEXPIRE', KEYS[4], ttl)
-return 0
-"""
+# Lua (rockstar_ws/registry/lua/*.lua): keys are built inside the scripts from the prefix, so
+# cluster mode needs one Redis (or a primary with replicas), not Redis Cluster.
+def lua_script(name: str) -> str:
+    """The source of the registry's Lua script ``name`` (shipped as package data)."""
+    return (resources.files(__package__) / "lua" / f"{name}.lua").read_text(encoding="utf-8")
 
-_RELEASE = """
-for i = 2, #ARGV do
-  if redis.call('HINCRBY', KEYS[1], ARGV[i], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[i]) end
-end
-redis.call('HDEL', KEYS[2], ARGV[1])
-return 0
-"""
 
-_HEARTBEAT = """
-for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if node ~= ARGV[1] and redis.call('EXISTS', ARGV[3] .. 'node:' .. node .. ':alive') == 0 then
-    redis.call('SREM', KEYS[1], node)
-    redis.call('DEL', ARGV[3] .. 'node:' .. node .. ':counts', ARGV[3] .. 'node:' .. node .. ':conns')
-  end
-end
-redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
-redis.call('PEXPIRE', KEYS[4], ARGV[2])
-return redis.call('PEXPIRE', KEYS[3], ARGV[2])
-"""
 
-_RESYNC = """
-redis.call('DEL', KEYS[3], KEYS[4])
-local n = tonumber(ARGV[3])
-for i = 0, n - 1 do redis.call('HSET', KEYS[3], ARGV[4 + 2 * i], ARGV[5 + 2 * i]) end
-for j = 4 + 2 * n, #ARGV, 2 do redis.call('HSET', KEYS[4], ARGV[j], ARGV[j + 1]) end
-redis.call('SADD', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
-redis.call('PEXPIRE', KEYS[3], ARGV[2])
-redis.call('PEXPIRE', KEYS[4], ARGV[2])
-return 0
-"""
 
-_SNAPSHOT = """
-local prefix, out = ARGV[1], {}
-for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local base = prefix .. 'node:' .. node
-  if redis.call('EXISTS', base .. ':alive') == 1 then
-    local recs = {}
-    if ARGV[2] == '1' then recs = redis.call('HVALS', base .. ':conns') end
-    out[#out + 1] = {node, redis.call('HGETALL', base .. ':counts'), recs}
-  end
-end
-return out
-"""
+
+
 
 
 class RedisRegistry(LocalRegistry):
@@ -376,17 +310,10 @@ class RedisRegistry(LocalRegistry):
     def _redis(self) -> Any:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
-            import redis.asyncio as aioredis
-
-            # A burst of handshakes waits for a pooled connection instead of failing with
-            # MaxConnectionsError (redis-py's plain pool raises when it runs out).
-            pool = aioredis.BlockingConnectionPool.from_url(
-                self.url, max_connections=32, timeout=self.timeout,
-                socket_timeout=self.timeout, socket_connect_timeout=self.timeout)
-            self._client = aioredis.Redis(connection_pool=pool)
-            self._scripts = {name: self._client.register_script(src) for name, src in
-                             (("admit", _ADMIT), ("release", _RELEASE), ("heartbeat", _HEARTBEAT),
-                              ("resync", _RESYNC), ("snapshot", _SNAPSHOT))}
+            # A burst of handshakes waits for a pooled connection instead of failing.
+            self._client = waiting_client(self.url, self.timeout)
+            self._scripts = {name: self._client.register_script(lua_script(name))
+                             for name in ("admit", "release", "heartbeat", "resync", "snapshot")}
             self._loop = loop
             self._beat = None
         return self._client
@@ -410,10 +337,8 @@ class RedisRegistry(LocalRegistry):
             outage.recovered(f"live registry at {_safe_url(self.url)}", log=logger)
 
     def _ensure_heartbeat(self) -> None:
-        beat = self._beat
-        if beat is None or beat.done() or self._loop is not asyncio.get_running_loop():
-            self._redis()
-            self._beat = asyncio.ensure_future(self._heartbeat_loop())
+        self._redis()  # a client on the running loop first: a new loop resets the heartbeat
+        self._beat = loop_task(self._beat, self._loop, self._heartbeat_loop)
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -526,8 +451,8 @@ class RedisRegistry(LocalRegistry):
             return self.local_snapshot(records, mode="local", error=f"Redis unavailable: {self.last_error}")
         nodes = []
         for node, flat, recs in rows:
-            counts = {_s(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
-            nodes.append((_s(node), counts, [json.loads(r) for r in recs]))
+            counts = {text(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+            nodes.append((text(node), counts, [json.loads(r) for r in recs]))
         return build_snapshot(self.mode, nodes, heartbeat=self.heartbeat, ttl=self.ttl)
 
     async def close(self) -> None:
@@ -541,10 +466,6 @@ class RedisRegistry(LocalRegistry):
             except Exception:
                 pass
             self._client = None
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _safe_url(url: str) -> str:
@@ -623,7 +544,7 @@ def install(server: WebSocketServer) -> bool:
         return False
     if server not in installed_servers:
         installed_servers.append(server)
-        server.admission.append(admit)
+        server.add_stage(admit, name="admission")
     return True
 
 
@@ -658,9 +579,4 @@ def check_registry(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     return errors
 
 
-def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
-    if setting in ("ROCKSTAR_WS", "CHANNEL_LAYERS"):
-        reset_registry()
-
-
-setting_changed.connect(_on_setting_changed)
+ws_settings.on_change(reset_registry, "ROCKSTAR_WS", "CHANNEL_LAYERS")

@@ -23,14 +23,29 @@ from ..core.transport import Send, ServerBridge
 __all__ = ["DaphneBridge", "ServerBridge", "UvicornBridge", "bridge_for"]
 
 
-class DaphneBridge(ServerBridge):
-    """daphne: close frames with any code and a reason, real refusal statuses, buffer sizes."""
+class _ProtocolBridge(ServerBridge):
+    """A bridge holding the server's protocol object for one connection."""
 
-    name = "daphne"
+    #: The transport's method that drops the TCP connection at once.
+    abort_method = "abort"
 
     def __init__(self, send: Send, protocol: Any) -> None:
         super().__init__(send)
         self.protocol = protocol
+
+    def abort(self) -> bool:
+        transport = getattr(self.protocol, "transport", None)
+        if transport is None:
+            return False
+        getattr(transport, self.abort_method)()
+        return True
+
+
+class DaphneBridge(_ProtocolBridge):
+    """daphne: close frames with any code and a reason, real refusal statuses, buffer sizes."""
+
+    name = "daphne"
+    abort_method = "abortConnection"
 
     async def close(self, code: int, reason: str = "") -> None:
         p = self.protocol
@@ -56,13 +71,6 @@ class DaphneBridge(ServerBridge):
         if transport is not None and getattr(transport, "connected", False):
             transport.resumeProducing()
 
-    def abort(self) -> bool:
-        transport = getattr(self.protocol, "transport", None)
-        if transport is None:
-            return False
-        transport.abortConnection()
-        return True
-
     def refuse(self, status: int, reason: str) -> bool:
         p = self.protocol
         deferred = getattr(p, "handshake_deferred", None)
@@ -80,7 +88,7 @@ class DaphneBridge(ServerBridge):
         return True
 
 
-class UvicornBridge(ServerBridge):
+class UvicornBridge(_ProtocolBridge):
     """uvicorn: plain ASGI messages, plus its transport's write buffer and abort.
 
     Its default ``websockets-sansio`` protocol never marks the handshake complete after a
@@ -91,10 +99,6 @@ class UvicornBridge(ServerBridge):
 
     name = "uvicorn"
 
-    def __init__(self, send: Send, protocol: Any) -> None:
-        super().__init__(send)
-        self.protocol = protocol
-
     def denial_sent(self) -> None:
         p = self.protocol
         if getattr(p, "initial_response", None) is not None and getattr(p, "handshake_complete", True) is False:
@@ -103,13 +107,6 @@ class UvicornBridge(ServerBridge):
     def buffered_bytes(self) -> int:
         transport = getattr(self.protocol, "transport", None)
         return transport.get_write_buffer_size() if transport is not None else 0
-
-    def abort(self) -> bool:
-        transport = getattr(self.protocol, "transport", None)
-        if transport is None:
-            return False
-        transport.abort()
-        return True
 
 
 def bridge_for(send: Send) -> ServerBridge:

@@ -17,6 +17,8 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from ..core.routing import normalize_host
+from .overrides import validate_tenant_settings
+from .signals import tenants_bulk_changed
 
 __all__ = ["Tenant", "TenantHost", "TenantQuerySet", "clean_host"]
 
@@ -50,12 +52,10 @@ class TenantQuerySet(models.QuerySet):
         return self._set_active(True)
 
     def _set_active(self, active: bool) -> int:
-        from . import tenants_changed
-
         identifiers = list(self.values_list("identifier", flat=True))
         count = self.update(is_active=active, updated=timezone.now())
         if identifiers:
-            transaction.on_commit(lambda: tenants_changed(identifiers, close=not active))
+            transaction.on_commit(lambda: tenants_bulk_changed.send(Tenant, identifiers=identifiers, close=not active))
         return count
 
 
@@ -91,16 +91,12 @@ class Tenant(models.Model):
 
     def clean(self) -> None:
         """Validate the settings overrides against the known keys (a clear error per key)."""
-        from . import validate_tenant_settings
-
         try:
             self.settings = validate_tenant_settings(self.settings)
         except ValidationError as exc:
             raise ValidationError({"settings": exc.messages}) from exc
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        from . import validate_tenant_settings
-
         self.settings = validate_tenant_settings(self.settings)
         super().save(*args, **kwargs)
 

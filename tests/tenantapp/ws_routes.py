@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from rockstar_ws import Context, WebSocketConnection, tenants
+from rockstar_ws import Context, WebSocketConnection
 from rockstar_ws import default_server as ws
+from rockstar_ws.tenants import propagation
 from tests.testapp.ws_routes import EVENTS, record
 
 
@@ -36,7 +37,7 @@ async def probe(ctx: Context, conn: WebSocketConnection) -> None:
     async for _t, data in conn:
         q = json.loads(data)["get"]
         if q == "control-joined":
-            await conn.write_json(tenants._control.joined.is_set())
+            await conn.write_json(propagation._control.joined.is_set())
         elif q == "events":
             await conn.write_json(EVENTS)
         elif q == "resolver-calls":

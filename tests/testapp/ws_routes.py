@@ -198,3 +198,24 @@ async def state_handler(ctx: Context, conn: WebSocketConnection) -> None:
 ws.register_route("/ws/test/state", state_handler, [_mw("route")])
 
 from . import auth_routes, live_routes, ws_group_routes  # noqa: E402, F401  (routes of other test modules)
+
+
+# -- a project's own handshake stage (docs/architecture.md, "Where a new feature plugs in") ----
+async def require_ticket(ctx: Context) -> None:
+    """Admit /ws/test/staged only with ?ticket=ok; record what it saw (the route is known here)."""
+    if ctx.request.path != "/ws/test/staged":
+        return None
+    if ctx.request.query_param("ticket") != "ok":
+        record("ticket refused")
+        raise Deny(403, "no ticket")
+    record(f"ticket admitted for {ctx.route.label}")
+    return None
+
+
+ws.add_stage(require_ticket, name="ticket")
+
+
+@ws.route("/ws/test/staged")
+async def staged(ctx: Context, conn: WebSocketConnection) -> None:
+    record("staged handler ran")
+    await conn.write_json(ctx.server.pipeline.names)

@@ -21,15 +21,21 @@ def _graph() -> grimp.ImportGraph:
     return grimp.build_graph("rockstar_ws", exclude_type_checking_imports=True, cache_dir=None)
 
 
-def test_no_module_imports_itself_through_others() -> None:
-    graph = _graph()
-    cycles = []
+def cycles(graph: grimp.ImportGraph) -> list[tuple[str, ...]]:
+    """One chain per module that imports itself through others: the module, what it imports, ..., itself."""
+    found = []
     for module in sorted(graph.modules):
-        if module in graph.find_upstream_modules(module):
-            back = [graph.find_shortest_chain(importer=imported, imported=module)
-                    for imported in graph.find_modules_directly_imported_by(module)]
-            cycles.append((module, min((c for c in back if c), key=len)))
-    assert not cycles, "import cycles:\n" + "\n".join(f"{m}: {' -> '.join(c)}" for m, c in cycles)
+        for imported in sorted(graph.find_modules_directly_imported_by(module)):
+            back = graph.find_shortest_chain(importer=imported, imported=module)
+            if back:
+                found.append((module, *back))
+                break
+    return found
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    found = cycles(_graph())
+    assert not found, "import cycles:\n" + "\n".join(" -> ".join(c) for c in found)
 
 
 def test_cycle_check_sees_an_import_inside_a_function() -> None:
@@ -37,7 +43,8 @@ def test_cycle_check_sees_an_import_inside_a_function() -> None:
     graph = _graph()
     graph.add_import(importer="rockstar_ws.core.errors", imported="rockstar_ws.engine.server",
                      line_number=1, line_contents="from ..engine.server import default_server")
-    assert "rockstar_ws.core.errors" in graph.find_upstream_modules("rockstar_ws.core.errors")
+    found = cycles(graph)
+    assert ("rockstar_ws.core.errors", "rockstar_ws.engine.server") in [c[:2] for c in found], found
 
 
 def test_layers_contract_is_kept() -> None:
