@@ -22,7 +22,7 @@ from tests.client import connect, refusal_status
 from tests.conftest import probe, start_server
 from tests.hostile import RawClient, frame, handshake
 from tests.servers import ServerProcess
-from tests.waiting import wait_until_async
+from tests.waiting import poll, wait_until_async
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -51,13 +51,7 @@ async def live(server: ServerProcess) -> int:
 
 
 async def wait_live(server: ServerProcess, expected: int, timeout: float = 15.0) -> int:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        count = await live(server)
-        if count == expected or loop.time() > deadline:
-            return count
-        await asyncio.sleep(0.1)
+    return await poll(lambda: live(server), lambda count: count == expected, timeout)
 
 
 async def events(server: ServerProcess) -> list[str]:
@@ -65,14 +59,10 @@ async def events(server: ServerProcess) -> list[str]:
 
 
 async def wait_event(server: ServerProcess, prefix: str, timeout: float = 15.0) -> str | None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        for e in await events(server):
-            if e.startswith(prefix):
-                return e
-        await asyncio.sleep(0.1)
-    return None
+    async def first() -> str | None:
+        return next((e for e in await events(server) if e.startswith(prefix)), None)
+
+    return await poll(first, lambda found: found is not None, timeout)
 
 
 class Steady:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["wait_until", "wait_until_async"]
+__all__ = ["poll", "wait_until", "wait_until_async"]
 
 
 def wait_until(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.05,
@@ -45,6 +45,19 @@ async def wait_until_async(predicate: Callable[[], T | Awaitable[T]], timeout: f
             return value
         if loop.time() > deadline:
             raise AssertionError(_text(message) or f"condition not met within {timeout}s: {predicate!r}")
+        await asyncio.sleep(interval)
+
+
+async def poll(fetch: Callable[[], Awaitable[T]], until: Callable[[T], object], timeout: float = 30.0,
+               interval: float = 0.1) -> T:
+    """Await ``fetch()`` until ``until(value)`` holds or ``timeout`` seconds pass; return the last
+    value either way, so the caller's assertion on it shows what the server last said."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await fetch()
+        if until(value) or loop.time() > deadline:
+            return value
         await asyncio.sleep(interval)
 
 

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-__all__ = ["loop_task", "text", "waiting_client"]
+__all__ = ["close_client", "loop_task", "text", "waiting_client"]
 
 
 def waiting_client(url: str, timeout: float, max_connections: int = 32) -> Any:
@@ -33,3 +33,11 @@ def loop_task(task: asyncio.Task[None] | None, owner: asyncio.AbstractEventLoop 
     if task is None or task.done() or owner is not asyncio.get_running_loop():
         return asyncio.ensure_future(start())
     return task
+
+
+async def close_client(client: Any) -> None:
+    """Close a client made by :func:`waiting_client`; a connection already gone is closed anyway."""
+    try:
+        await client.aclose()
+    except Exception:
+        pass

@@ -31,6 +31,7 @@ from channels.consumer import AsyncConsumer
 
 from ..auth.manager import REFRESH_PREFIX
 from ..conf import ws_settings
+from ..core.backoff import Backoff
 from ..core.connection import SyncConnection, WebSocketConnection
 from ..core.context import Context, Request
 from ..core.errors import ConnectionClosed, Deny, ImproperlyConfigured
@@ -326,17 +327,16 @@ class RockstarConsumer(AsyncConsumer):
 
     async def _listen(self, layer: Any, channel: str, conn: WebSocketConnection) -> None:
         """Messages for this connection arriving through the channel layer."""
-        delay = 0.2
+        backoff = Backoff()
         while not conn.closed:
             try:
                 message = await layer.receive(channel)
-                delay = 0.2
+                backoff.reset()
             except Exception as exc:  # e.g. Redis went away: keep the connection, retry with backoff
                 # One report per outage for the process, not a line per connection and retry.
                 outage.failed("channel layer", "receiving a connection's channel messages", exc, holds=False,
                               log=logger)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                await backoff.sleep()
                 continue
             try:
                 kind = message.get("type")

@@ -40,6 +40,7 @@ from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..conf import ws_settings
+from ..core.backoff import Backoff
 from ..core.errors import ConnectionClosed
 from ..core.messages import BinaryMessage, CloseCode, TextMessage
 from ..core.outage import outage
@@ -69,8 +70,8 @@ _LAYER_NAME_LIMIT = 99  # channels' BaseChannelLayer.MAX_NAME_LENGTH is 100, exc
 _MESSAGE_TYPE = "rockstar.broadcast"
 _MAX_BATCH = 256  # messages of one group in one layer message
 _REDIS_SLOTS = 8  # concurrent Redis operations of one hub (keeps the pool small under bursts)
-# The retry backoff's cap is the rejoin window after Redis comes back (docs/broadcast.md).
-_RETRY_MIN, _RETRY_MAX = 0.2, 2.0
+# Layer retries wait with core.backoff.Backoff: its 2 s cap is the rejoin window after Redis comes back
+# (docs/broadcast.md).
 
 
 class InvalidGroupName(ValueError):
@@ -515,7 +516,7 @@ class GroupHub:
                         d.set_exception(BroadcastError(f"broadcast to {group!r} not sent: {error!r}"))
 
     async def _receive_loop(self) -> None:
-        delay = _RETRY_MIN
+        backoff = Backoff()
         while True:
             try:
                 message = await self.layer.receive(self.node_channel)
@@ -523,10 +524,9 @@ class GroupHub:
                 raise
             except Exception as exc:
                 self._layer_failed("receiving broadcasts from other processes", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _RETRY_MAX)
+                await backoff.sleep()
                 continue
-            delay = _RETRY_MIN
+            backoff.reset()
             self._layer_ok()
             if message.get("type") != _MESSAGE_TYPE or message.get("origin") == self.node_channel:
                 continue  # our own broadcast: its local members have it already
@@ -542,7 +542,7 @@ class GroupHub:
     async def _upkeep_loop(self) -> None:
         """Count updates (coalesced), periodic re-adds and pruning, and recovery after errors."""
         last_refresh = time.monotonic()
-        delay = _RETRY_MIN
+        backoff = Backoff()
         just_failed = False
         while True:
             if just_failed:
@@ -566,15 +566,14 @@ class GroupHub:
                         logger.debug("channel layer reachable again: group memberships of this process re-added")
                     self._resync = False
                     self._layer_ok()
-                    delay = _RETRY_MIN
+                    backoff.reset()
                 elif self._dirty_counts:
                     await self._flush_counts(self._take_dirty())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self._layer_failed("refreshing group memberships", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _RETRY_MAX)
+                await backoff.sleep()
                 just_failed = True
 
     async def _refresh(self) -> None:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ..core.redis import loop_task, text, waiting_client
+from ..core.redis import close_client, loop_task, text, waiting_client
 from ..groups import validate_group_name
 from ..registry import process_name
 
@@ -647,8 +647,5 @@ class RedisPresenceStore(PresenceStore):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await beat
         if self._client is not None:
-            try:
-                await self._client.aclose()
-            except Exception:
-                pass
+            await close_client(self._client)
             self._client = None

@@ -40,7 +40,7 @@ from django.utils.module_loading import import_string
 from ..conf import ws_settings
 from ..core.errors import Deny
 from ..core.outage import outage
-from ..core.redis import loop_task, text, waiting_client
+from ..core.redis import close_client, loop_task, text, waiting_client
 
 if TYPE_CHECKING:
     from ..core.context import Context
@@ -461,10 +461,7 @@ class RedisRegistry(LocalRegistry):
             self._beat.cancel()
             self._beat = None
         if self._client is not None:
-            try:
-                await self._client.aclose()
-            except Exception:
-                pass
+            await close_client(self._client)
             self._client = None
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..conf import ws_settings
+from ..core.backoff import Backoff
 from ..core.messages import CloseCode
 from ..core.outage import outage
 from ..layers import crosses_processes
@@ -27,8 +28,6 @@ __all__ = ["CONTROL_MESSAGE", "TENANT_INACTIVE_CLOSE_CODE", "connect_signals", "
            "tenants_changed"]
 
 logger = logging.getLogger("rockstar_ws.tenants")
-#: Backoff of the control channel's retries while the layer fails (the same cap as the group hub's).
-_RETRY_MIN, _RETRY_MAX = 0.2, 2.0
 
 #: Close code of an open connection whose tenant was deactivated or deleted, or whose host moved to
 #: another tenant (4000 + 403, the code ``REFUSAL_MODE = "close"`` uses for a refused handshake:
@@ -141,7 +140,7 @@ class _Control:
         channel = await layer.new_channel()
         rejoin = asyncio.Event()
         refresher = asyncio.ensure_future(self._stay_in_group(layer, group, channel, rejoin))
-        delay = _RETRY_MIN
+        backoff = Backoff()
         try:
             while True:
                 try:
@@ -152,10 +151,9 @@ class _Control:
                     # Counted in the process's one outage report (rockstar_ws.outage), no traceback.
                     outage.failed("channel layer", "receiving tenant changes", exc, holds=False, log=logger)
                     rejoin.set()  # a restarted Redis has forgotten the group
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, _RETRY_MAX)
+                    await backoff.sleep()
                     continue
-                delay = _RETRY_MIN
+                backoff.reset()
                 if message.get("type") == CONTROL_MESSAGE:
                     await self.handle(message)
         finally:
@@ -164,17 +162,16 @@ class _Control:
     async def _stay_in_group(self, layer: Any, group: str, channel: str, rejoin: asyncio.Event) -> None:
         # channels-redis forgets group members after group_expiry (a day by default): re-add hourly,
         # and at once after the receive loop failed (Redis restarted empty).
-        delay = _RETRY_MIN
+        backoff = Backoff()
         while True:
             try:
                 await layer.group_add(group, channel)
             except Exception as exc:
                 outage.failed("channel layer", f"joining the tenant control group {group!r}", exc, holds=False,
                               log=logger)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _RETRY_MAX)
+                await backoff.sleep()
                 continue
-            delay = _RETRY_MIN
+            backoff.reset()
             self.joined.set()
             rejoin.clear()
             with contextlib.suppress(TimeoutError):

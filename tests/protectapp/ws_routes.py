@@ -105,7 +105,7 @@ def sync_json(ctx: Context, conn) -> None:
 ws.register_route("/ws/p/sync-json", sync_json)
 
 
-# -- handshake hardening (tests/test_hardening_e2e.py) -------------------------------------------
+# -- handshake hardening (tests/e2e/test_hardening.py) -------------------------------------------
 @ws.route("/ws/p/greeter")
 async def greeter(ctx: Context, conn: WebSocketConnection) -> None:
     """Writes at once: on a handshake the server never completed, the write would fail."""

@@ -1,4 +1,4 @@
-"""Routes and a tenant resolver for the live-registry tests (tests/test_live.py).
+"""Routes and a tenant resolver for the live-registry tests (tests/e2e/test_ops_live.py).
 
 With ``TENANT_RESOLVER = "tests.testapp.live_routes.resolve_test_tenant"``, hosts
 ``<slug>.tenants.localhost`` resolve to a tenant ``slug`` whose ``max_connections`` comes from

@@ -24,6 +24,7 @@ import redis as redis_lib
 
 from tests.client import connect
 from tests.servers import ROOT, free_port, wait_for_port
+from tests.waiting import poll
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -148,12 +149,7 @@ async def stats(server) -> dict:
 
 async def eventually(check, timeout: float = 20, every: float = 0.2):
     """Poll an async ``check`` until it returns a truthy value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(every)
+    return await poll(check, bool, timeout, every)
 
 
 @pytest.fixture

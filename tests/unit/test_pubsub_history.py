@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -28,19 +27,14 @@ from rockstar_ws.pubsub.history import (
     redis_from_config,
 )
 from tests.servers import free_port, wait_for_port
+from tests.waiting import poll
 
 pytestmark = pytest.mark.timeout(120)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0, every: float = 0.05) -> bool:
     """Poll ``check`` until it is true or the deadline passes; the last answer is returned."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if await check():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(every)
+    return bool(await poll(check, bool, timeout, every))
 
 
 @pytest.fixture

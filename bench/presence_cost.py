@@ -1,4 +1,4 @@
-"""What the Redis presence store costs: ``python -m tests.presence_cost`` (needs Redis on 127.0.0.1:6379).
+"""What the Redis presence store costs: ``python -m bench.presence_cost`` (needs Redis on 127.0.0.1:6379).
 
 Prints joins/s with many concurrent joiners (two simulated processes), and the time of
 ``members()`` and ``stats()`` for a group of 2,000 members. Its keys are deleted afterwards.

@@ -66,8 +66,8 @@ SETTINGS = [
     {"pattern": "user:{user_id}", "subscribe": "user", "presence": "user"},
     {"pattern": "tenant:{tenant_id}:*", "subscribe": "tenant", "publish": ["tenant", {"any_scopes": ["write"]}]},
     {"pattern": "vip.*", "subscribe": {"tenants": ["t1"]}},
-    {"pattern": "staff.*", "subscribe": {"callable": "tests.test_pubsub_permissions.staff_only"}},
-    {"pattern": "shop.*", "subscribe": {"callable": "tests.test_pubsub_permissions.shop_open"}},
+    {"pattern": "staff.*", "subscribe": {"callable": "tests.unit.test_pubsub_permissions.staff_only"}},
+    {"pattern": "shop.*", "subscribe": {"callable": "tests.unit.test_pubsub_permissions.shop_open"}},
     {"pattern": "room.*", "subscribe": "authenticated", "publish": "authenticated", "presence": "authenticated"},
 ]
 

@@ -27,6 +27,7 @@ from rockstar_ws.presence import (
     RedisPresenceStore,
 )
 from tests.servers import ROOT
+from tests.waiting import wait_until_async
 
 DEADLINE = 30.0  # generous: the machine is shared; every wait below ends on an event before it
 
@@ -34,10 +35,7 @@ DEADLINE = 30.0  # generous: the machine is shared; every wait below ends on an 
 async def until(check: Callable[[], Awaitable[bool]], what: str, deadline: float = DEADLINE) -> float:
     """Poll ``check`` until it is true; return the seconds it took, fail after ``deadline``."""
     started = time.monotonic()
-    while not await check():
-        if time.monotonic() - started > deadline:
-            pytest.fail(f"timed out after {deadline} s waiting for {what}")
-        await asyncio.sleep(0.05)
+    await wait_until_async(check, deadline, 0.05, message=f"timed out after {deadline} s waiting for {what}")
     return time.monotonic() - started
 
 

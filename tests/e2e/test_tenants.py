@@ -29,6 +29,7 @@ from websockets.exceptions import InvalidStatus
 from tests.client import connect, recv_json
 from tests.servers import ROOT, ServerProcess
 from tests.tenantapp.auth import make_token
+from tests.waiting import poll
 
 ADMIN_ID = 3  # demo_setup creates alice, bob, admin in that order
 
@@ -62,12 +63,7 @@ async def status_of(server: ServerProcess, path: str, host: str | None = None, *
 
 
 async def wait_status(server: ServerProcess, path: str, host: str, want: int | None, timeout: float = 20) -> int | None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        got = await status_of(server, path, host)
-        if got == want or asyncio.get_running_loop().time() > deadline:
-            return got
-        await asyncio.sleep(0.2)
+    return await poll(lambda: status_of(server, path, host), lambda got: got == want, timeout, 0.2)
 
 
 async def closed_with(ws, timeout: float = 20) -> tuple[int | None, str | None]:

@@ -8,7 +8,6 @@ only connection opened between two readings is the probe's own.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +19,7 @@ from tests.conftest import probe, start_server
 from tests.hostile import RawClient
 from tests.servers import ServerProcess
 from tests.test_protection_e2e import closed_with, protect_env
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -44,15 +44,10 @@ async def events(server: ServerProcess) -> list[str]:
 
 async def wait_for_log(server: ServerProcess, needle: str, timeout: float = 20.0) -> str:
     """The first line of the server's output that contains ``needle``, polled until ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        for line in server.output().splitlines():
-            if needle in line:
-                return line
-        if loop.time() > deadline:
-            raise AssertionError(f"no log line with {needle!r} within {timeout}s")
-        await asyncio.sleep(0.1)
+    def line() -> str | None:
+        return next((line for line in server.output().splitlines() if needle in line), None)
+
+    return await wait_until_async(line, timeout, 0.1, message=f"no log line with {needle!r} within {timeout}s")
 
 
 class NothingRan:

@@ -11,17 +11,15 @@ from websockets.exceptions import ConnectionClosed as ClientClosed
 
 from tests.client import connect, recv_json, refusal_status
 from tests.conftest import probe
-from tests.waiting import wait_until_async
+from tests.waiting import poll, wait_until_async
 
 
 async def wait_connections(server, expected: int, timeout: float = 10.0) -> int:
     """Poll the live count (the probe's own connection excluded) until it equals ``expected``."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        count = await probe(server, "connections") - 1
-        if count == expected or asyncio.get_running_loop().time() > deadline:
-            return count
-        await asyncio.sleep(0.1)
+    async def count() -> int:
+        return await probe(server, "connections") - 1
+
+    return await poll(count, lambda n: n == expected, timeout)
 
 
 async def events(server) -> list[str]:

@@ -167,11 +167,11 @@ def test_route_conflict_names_both_registration_sites():
         second_line = _line() + 1
         s.register_route("/ws/x", sync_handler)
     text = str(err.value)
-    assert f"tests/test_routing.py:{first_line}" in text and f"tests/test_routing.py:{second_line}" in text, text
-    assert "tests.test_routing.handler" in text and "tests.test_routing.sync_handler" in text
+    assert f"tests/unit/test_routing.py:{first_line}" in text and f"tests/unit/test_routing.py:{second_line}" in text, text
+    assert "tests.unit.test_routing.handler" in text and "tests.unit.test_routing.sync_handler" in text
     s.register_host_route("a.example.com", "/ws/r/<int:n>", handler)
     with pytest.raises(RouteConflict, match=r"on host 'a.example.com' '/ws/r/<int:n>' is registered twice: first at "
-                                            r"tests/test_routing.py:\d+"):
+                                            r"tests/unit/test_routing.py:\d+"):
         s.register_host_route("A.example.com", "/ws/r/<int:n>", handler)
 
 
@@ -179,7 +179,7 @@ def test_route_conflict_between_settings_routes_names_the_settings_entries():
     from rockstar_ws.engine.loading import load_settings_routes
 
     s = WebSocketServer()
-    spec = {"path": "/ws/x", "handler": "tests.test_routing.handler"}
+    spec = {"path": "/ws/x", "handler": "tests.unit.test_routing.handler"}
     with pytest.raises(RouteConflict, match=r"first at settings.ROCKSTAR_WS\['ROUTES'\]\[0\] .*again at "
                                             r"settings.ROCKSTAR_WS\['ROUTES'\]\[1\]"):
         load_settings_routes(s, [spec, spec])

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.client import InvalidStatus, connect
+from tests.e2e.test_docs import readme_setup
 from tests.freshproject import NAME, FreshProject
-from tests.test_docs import readme_setup
 
 pytestmark = pytest.mark.timeout(300)
 

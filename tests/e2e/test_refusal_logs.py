@@ -4,14 +4,13 @@ traceback, no ERROR line (docs/protection.md, "What a refusal logs")."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 import uuid
 
 import pytest
 
 from tests.client import refusal_status
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -25,13 +24,12 @@ SERVER_LINE = {
 
 async def wait_for_line(server, pattern: str, timeout: float = 30) -> str:
     """Poll the server's log until ``pattern`` appears; the log at that moment."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def matched() -> str | None:
         out = server.output()
-        if re.search(pattern, out):
-            return out
-        assert time.monotonic() < deadline, f"no line matching {pattern!r} in:\n{out[-3000:]}"
-        await asyncio.sleep(0.1)
+        return out if re.search(pattern, out) else None
+
+    return await wait_until_async(matched, timeout, 0.1,
+                                  message=lambda: f"no line matching {pattern!r} in:\n{server.output()[-3000:]}")
 
 
 @pytest.mark.parametrize("kind", ["daphne", "runserver", "uvicorn"])

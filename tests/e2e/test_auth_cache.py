@@ -125,7 +125,7 @@ async def test_expired_entries_query_again(counted, monkeypatch):
 async def test_daphne_with_the_cache_reuses_a_lookup_across_handshakes(server_env, server_factory):
     """Through a real daphne: with AUTH_USER_CACHE_TTL on, a token blacklisted from another
     process keeps being admitted until the TTL passes (the documented trade-off); with the cache
-    off (tests/test_auth.py) it is refused at once."""
+    off (tests/e2e/test_auth.py) it is refused at once."""
     import json
 
     from tests.auth_helpers import blacklist_in_server, probe_id, user_ids, with_token

@@ -1,6 +1,6 @@
 """Figures for docs/protection.md (not a test: timings vary with the machine).
 
-    python tests/bench_protection.py
+    python bench/bench_protection.py
 
 Prints the cost of the per-message protection work (the rate-limit bucket in the pump, the
 write guard in write_message) and how long daphne and uvicorn take to drop a client that stops

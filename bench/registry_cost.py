@@ -1,5 +1,5 @@
 """What the registry costs per connection (admission plus release), without a server:
-``python -m tests.registry_cost`` (needs Redis on 127.0.0.1:6379 for the cluster figure).
+``python -m bench.registry_cost`` (needs Redis on 127.0.0.1:6379 for the cluster figure).
 
 The per-message path does no registry work, so this per-connection figure is the whole cost.
 """
@@ -14,7 +14,7 @@ import uuid
 
 async def _per_connection(registry, n: int) -> float:
     from rockstar_ws import WebSocketServer
-    from tests.test_registry import _ctx
+    from tests.unit.test_registry import _ctx
 
     server = WebSocketServer(name="cost")
     ctxs = [_ctx(server, f"10.0.{i % 250}.{i % 7}:1") for i in range(n)]

@@ -22,7 +22,7 @@ import pytest
 from tests.client import InvalidStatus, connect
 from tests.conftest import CI, probe
 from tests.servers import ROOT, free_port
-from tests.waiting import wait_until_async
+from tests.waiting import poll, wait_until_async
 
 LIVE = "/ws/test/live"
 
@@ -76,12 +76,7 @@ async def live(server, cookie: str) -> dict[str, Any]:
 
 async def wait_live(server, cookie: str, check, timeout: float = 10.0) -> dict[str, Any]:
     """Poll the live JSON until ``check(data)`` holds (or the timeout passes); return the last data."""
-    deadline = time.monotonic() + timeout
-    while True:
-        data = await live(server, cookie)
-        if check(data) or time.monotonic() > deadline:
-            return data
-        await asyncio.sleep(0.2)
+    return await poll(lambda: live(server, cookie), check, timeout, 0.2)
 
 
 async def refused(server, path: str = LIVE, **kwargs: Any) -> tuple[int, str]:
@@ -230,10 +225,10 @@ async def test_two_processes_show_one_total_and_a_killed_one_drops_out(server_fa
 
     client = redis.Redis.from_url(redis_url)
     dead = f"{socket.gethostname()}:{b.proc.pid}".encode()
-    deadline = time.monotonic() + 10
-    while dead in client.smembers(f"{prefix}:live:nodes") and time.monotonic() < deadline:
-        await asyncio.sleep(0.5)
-    nodes = client.smembers(f"{prefix}:live:nodes")
+    async def nodes_now() -> set[bytes]:
+        return client.smembers(f"{prefix}:live:nodes")
+
+    nodes = await poll(nodes_now, lambda nodes: dead not in nodes, 10, 0.5)
     assert dead not in nodes and len(nodes) == 1
     assert not client.exists(f"{prefix}:live:node:{dead.decode()}:counts")
     client.close()

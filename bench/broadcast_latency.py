@@ -1,6 +1,6 @@
 """Quick local measurement: p99 delivery latency of a broadcast to 200 receivers on daphne with Redis.
 
-    python -m tests.broadcast_latency [--receivers 200] [--messages 100] [--interval 0.02]
+    python -m bench.broadcast_latency [--receivers 200] [--messages 100] [--interval 0.02]
                                       [--processes 1] [--redis redis://127.0.0.1:6379/0]
 
 Starts ``--processes`` daphne processes of the demo project sharing Redis (a fresh channels-redis

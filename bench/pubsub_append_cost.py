@@ -1,4 +1,4 @@
-"""What one history append costs in Redis: ``python -m tests.pubsub_append_cost [REDIS_URL]``.
+"""What one history append costs in Redis: ``python -m bench.pubsub_append_cost [REDIS_URL]``.
 
 Prints appends/s for one publisher awaiting each append (one round trip each), then for
 several publishers with appends in flight at once (redis-py pipelines them over the pool's

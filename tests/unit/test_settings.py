@@ -56,7 +56,7 @@ def test_docs_settings_page_is_current():
 
     from rockstar_ws.conf import settings_markdown
 
-    page = Path(__file__).resolve().parent.parent / "docs" / "settings.md"
+    page = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
     assert page.read_text() == settings_markdown(), "run: python -m rockstar_ws.conf > docs/settings.md"
 
 

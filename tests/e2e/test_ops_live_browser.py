@@ -8,7 +8,7 @@ import pytest
 
 from tests.client import connect
 from tests.conftest import CI
-from tests.test_live import LIVE, session_cookie
+from tests.e2e.test_ops_live import LIVE, session_cookie
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
