@@ -128,6 +128,8 @@ export declare class RockstarClient {
   readonly url: string;
   readonly options: Required<RockstarClientOptions>;
   readonly state: State;
+  /** The subprotocol the server selected on the current socket ("" when none). */
+  readonly protocol: string;
   connect(): void;
   disconnect(code?: number, reason?: string): void;
   /** Strings and binary as they are, anything else as JSON; false when the queue is full. */

@@ -354,6 +354,9 @@ export class RockstarClient extends Emitter {
     this._onOnline = () => { if (this.state === State.Disconnected) { this._clear("reconnect"); this._open(false); } };
   }
 
+  /** The subprotocol the server selected on the current socket ("" when none or not connected). */
+  get protocol() { return this._ws?.protocol ?? ""; }
+
   /** Start connecting (and reconnecting); a no-op while already running. */
   connect() {
     if (this.state !== State.Closed) return;
