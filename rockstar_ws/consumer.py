@@ -35,6 +35,7 @@ from .connection import CLOSED, OPEN, SyncConnection, WebSocketConnection
 from .context import Context, Request
 from .errors import ConnectionClosed, Deny
 from .guard import new_guard
+from .heartbeat import PING_PREFIX, answer_ping
 from .logsafe import escape
 from .messages import BinaryMessage, CloseCode, TextMessage
 from .outage import outage
@@ -310,6 +311,10 @@ class RockstarConsumer(AsyncConsumer):
                 if limiter is not None and not limiter.allow():
                     if await self.server.on_rate_limited(conn):
                         continue
+                # After the limiter: a heartbeat counts as client activity and a ping flood is a flood.
+                if text is not None and text.startswith(PING_PREFIX):
+                    await answer_ping(conn, text)
+                    continue
                 if not feed(item):
                     await conn.close(CloseCode.POLICY_VIOLATION, "inbox overflow")
                 elif conn._inbox_full:

@@ -21,3 +21,10 @@ if os.environ.get("ROCKSTAR_TEST_PREFIX"):
     if "CONFIG" in CHANNEL_LAYERS["default"]:  # noqa: F405
         CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = os.environ["ROCKSTAR_TEST_PREFIX"]  # noqa: F405
 ROCKSTAR_WS.update(json.loads(os.environ.get("ROCKSTAR_TEST_WS_SETTINGS", "{}")))
+
+# Short-lived access tokens for the JS client's refresh tests (SimpleJWT's views issue them).
+if os.environ.get("ROCKSTAR_TEST_ACCESS_TOKEN_SECONDS"):
+    from datetime import timedelta
+
+    SIMPLE_JWT = {**SIMPLE_JWT, "ACCESS_TOKEN_LIFETIME": timedelta(  # noqa: F405
+        seconds=float(os.environ["ROCKSTAR_TEST_ACCESS_TOKEN_SECONDS"]))}
