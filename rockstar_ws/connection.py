@@ -44,7 +44,7 @@ class WebSocketConnection:
 
     __slots__ = ("ctx", "_send", "_bridge", "_inbox", "_inbox_size", "_inbox_bytes", "_inbox_max_bytes", "_room",
                  "_waiter", "_state", "close_code", "close_reason", "channel_name", "subprotocol", "groups",
-                 "_on_close", "_guard", "__weakref__")
+                 "_on_close", "_guard", "_reader", "_discarded", "_closing", "__weakref__")
 
     def __init__(self, ctx: Context, send: Callable[[dict[str, Any]], Awaitable[None]],
                  *, inbox_size: int = 256, inbox_max_bytes: int = 0,
@@ -72,6 +72,12 @@ class WebSocketConnection:
         self._on_close: list[Callable[[WebSocketConnection], Any]] = []
         #: Write limits, rate limit and idle timer (rockstar_ws.guard); None when all are off.
         self._guard: Any = None
+        #: The task reading the client's messages (the consumer's pump) while it reads; None otherwise.
+        self._reader: asyncio.Task[Any] | None = None
+        #: Messages the pump read and dropped after the close: a lingering close watches it.
+        self._discarded = 0
+        #: The close frame's send when the pump itself closed on a server where closes linger.
+        self._closing: asyncio.Future[None] | None = None
 
     # -- facts ---------------------------------------------------------------------------
     @property
@@ -206,16 +212,32 @@ class WebSocketConnection:
             await self._guard.send(message)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close the connection. Idempotent: closing a closed connection does nothing."""
+        """Close the connection. Idempotent: closing a closed connection does nothing.
+
+        On granian the close frame is sent once the client has paused sending (at most 1 s;
+        docs/protection.md): granian ends the TCP connection right after it.
+        """
         if self._state == CLOSED:
             return
         was_open = self._state == OPEN
         self._mark_closed(code, reason)
-        if was_open:
-            try:  # a client that never reads would hold the close frame (and us) behind its data
-                await self._bridge.close_or_drop(code, reason[:120], float(ws_settings.CLOSE_TIMEOUT) or 1.0)
-            except Exception:  # the transport is already gone: the close has happened anyway
-                pass
+        if not was_open:
+            return
+        if self._bridge.lingers and self._reader is not None and asyncio.current_task() is self._reader:
+            # The pump closes (a size, rate or inbox limit): it must go on reading while the close
+            # lingers, or the client's unread frames would reset the connection (asgi_servers.py).
+            self._closing = asyncio.ensure_future(self._send_close(code, reason))
+            return
+        await self._send_close(code, reason)
+
+    async def _send_close(self, code: int, reason: str) -> None:
+        wait = float(ws_settings.CLOSE_TIMEOUT) or 1.0
+        if self._bridge.lingers and self._reader is not None:
+            await self._bridge.linger(self, wait)
+        try:  # a client that never reads would hold the close frame (and us) behind its data
+            await self._bridge.close_or_drop(code, reason[:120], wait)
+        except Exception:  # the transport is already gone: the close has happened anyway
+            pass
 
     async def __aiter__(self) -> AsyncIterator[Message]:
         """``async for message_type, data in conn``: ends when the connection closes."""

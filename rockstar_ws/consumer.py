@@ -231,7 +231,10 @@ class RockstarConsumer(AsyncConsumer):
                 me.uncancel()
             finally:
                 pumping = False
+                conn._reader = None
             if handler_first:
+                # This task pumps again right after: a lingering close must not wait for it.
+                conn._reader = me
                 await self._handler_finished(handler, conn)
                 try:  # wait for the client's side of the close
                     async with asyncio.timeout(ws_settings.CLOSE_TIMEOUT):
@@ -257,7 +260,8 @@ class RockstarConsumer(AsyncConsumer):
             raise
         finally:
             pumping = False
-            for task in (handler, listener):
+            conn._reader = None
+            for task in (handler, listener, conn._closing):
                 if task is not None and not task.done():
                     task.cancel()
             conn._mark_closed(CloseCode.ABNORMAL)
@@ -285,11 +289,13 @@ class RockstarConsumer(AsyncConsumer):
         max_size = conn.ctx.upgrader.max_message_size if conn.ctx.upgrader else self.server.max_message_size
         limiter = self.server.new_rate_limiter(conn)
         control = self.control  # token refresh (auth.TokenGuard); None on most connections
+        conn._reader = asyncio.current_task()  # cleared by _serve once the pump has stopped
         while True:
             message = await receive()
             mtype = message["type"]
             if mtype == "websocket.receive":
                 if conn._state == CLOSED:
+                    conn._discarded += 1
                     continue
                 text = message.get("text")
                 if text is not None:
