@@ -85,7 +85,7 @@ else:
 
 ROCKSTAR_WS: dict[str, Any] = {
     # Demo routes live in demo_project/demo/ws_routes.py (autodiscovered).
-    # What /api/token/ puts into tokens (rockstar_ws.serializers): the user's DemoGrant.
+    # What /api/token/ puts into tokens (rockstar_ws.auth.serializers): the user's DemoGrant.
     "TOKEN_SCOPES": "demo_project.demo.grants.scopes",
     "TOKEN_TENANT": "demo_project.demo.grants.tenant",
 }
@@ -97,8 +97,8 @@ SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=15),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=1),
     # /api/token/ and /api/token/refresh/ put the user's scopes and tenant into the tokens.
-    "TOKEN_OBTAIN_SERIALIZER": "rockstar_ws.serializers.TokenObtainPairSerializer",
-    "TOKEN_REFRESH_SERIALIZER": "rockstar_ws.serializers.TokenRefreshSerializer",
+    "TOKEN_OBTAIN_SERIALIZER": "rockstar_ws.auth.serializers.TokenObtainPairSerializer",
+    "TOKEN_REFRESH_SERIALIZER": "rockstar_ws.auth.serializers.TokenRefreshSerializer",
 }
 
 AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []

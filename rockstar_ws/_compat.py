@@ -21,6 +21,7 @@ MOVED: dict[str, str] = {
     "rockstar_ws.context": "rockstar_ws.core.context",
     "rockstar_ws.errors": "rockstar_ws.core.errors",
     "rockstar_ws.guard": "rockstar_ws.limits.guard",
+    "rockstar_ws.heartbeat": "rockstar_ws.engine.heartbeat",
     "rockstar_ws.live_views": "rockstar_ws.ops.live_views",
     "rockstar_ws.loading": "rockstar_ws.engine.loading",
     "rockstar_ws.logsafe": "rockstar_ws.core.logsafe",

@@ -306,6 +306,17 @@ def check_setup(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     return out
 
 
+def _negative_or_not_numbers(keys: tuple[str, ...], *, whole: bool) -> list[tuple[str, Any]]:
+    """The keys (with their values) that hold no number >= 0 (an int where ``whole``; never a bool)."""
+    kinds = int if whole else int | float
+    bad = []
+    for key in keys:
+        value = getattr(ws_settings, key)
+        if isinstance(value, bool) or not isinstance(value, kinds) or value < 0:
+            bad.append((key, value))
+    return bad
+
+
 @register("rockstar_ws")
 def check_tenancy(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     """The resolver imports, the numbers make sense, route options are well formed."""
@@ -318,11 +329,9 @@ def check_tenancy(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     except ImproperlyConfigured as exc:
         return [Error(str(exc), id="rockstar_ws.E041",
                       hint="Name a function func(host) -> TenantInfo | str | None, or None to turn tenancy off.")]
-    for key in ("TENANT_CACHE_TTL", "TENANT_SWEEP_INTERVAL"):
-        value = getattr(ws_settings, key)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            errors.append(Error(f"ROCKSTAR_WS[{key!r}] must be a number of seconds >= 0, got {value!r}",
-                                id="rockstar_ws.E042"))
+    for key, value in _negative_or_not_numbers(("TENANT_CACHE_TTL", "TENANT_SWEEP_INTERVAL"), whole=False):
+        errors.append(Error(f"ROCKSTAR_WS[{key!r}] must be a number of seconds >= 0, got {value!r}",
+                            id="rockstar_ws.E042"))
     for route in default_server.routes:
         cross = route.options.get("cross_tenant_scopes")
         if cross is not None and (isinstance(cross, str) or not all(isinstance(s, str) for s in cross)):
@@ -331,4 +340,29 @@ def check_tenancy(app_configs: Any = None, **kwargs: Any) -> list[Any]:
         if route.tenant and resolver is None:
             errors.append(Warning(f"Route {route.label} is declared for tenant {route.tenant!r} but tenancy is "
                                   "off (TENANT_RESOLVER is None): it can never be reached.", id="rockstar_ws.W041"))
+    return errors
+
+
+@register("rockstar_ws")
+def check_registry(app_configs: Any = None, **kwargs: Any) -> list[Any]:
+    """Registry and limit settings that would fail at the first connection (``rockstar_ws.E1xx``)."""
+    errors: list[Any] = []
+    try:
+        if not ws_settings.LIVE_REGISTRY:
+            return errors
+        limits = ("MAX_CONNECTIONS", "MAX_CONNECTIONS_PER_TENANT", "MAX_CONNECTIONS_PER_USER", "MAX_CONNECTIONS_PER_IP")
+        for key, value in _negative_or_not_numbers(limits, whole=True):
+            errors.append(Error(f"ROCKSTAR_WS[{key!r}] is {value!r}", hint="Use an int >= 0 (0: no limit).",
+                                id="rockstar_ws.E101"))
+        heartbeat, ttl = float(ws_settings.REGISTRY_HEARTBEAT), float(ws_settings.REGISTRY_TTL)
+        if heartbeat <= 0 or ttl < 2 * heartbeat:
+            errors.append(Error(f"REGISTRY_HEARTBEAT={heartbeat}, REGISTRY_TTL={ttl}",
+                                hint="Use a heartbeat > 0 and a TTL of at least twice the heartbeat.",
+                                id="rockstar_ws.E102"))
+        from .registry import redis_url_from_settings
+
+        redis_url_from_settings()
+    except Exception as exc:
+        errors.append(Error(str(exc), hint="Fix the live-registry settings (docs/connections.md).",
+                            id="rockstar_ws.E103"))
     return errors

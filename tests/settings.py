@@ -23,3 +23,10 @@ if os.environ.get("ROCKSTAR_TEST_PREFIX"):
     if "CONFIG" in _layer:
         _layer["CONFIG"]["prefix"] = os.environ["ROCKSTAR_TEST_PREFIX"]
 ROCKSTAR_WS.update(json.loads(os.environ.get("ROCKSTAR_TEST_WS_SETTINGS", "{}")))
+
+# Short-lived access tokens for the JS client's refresh tests (SimpleJWT's views issue them).
+if os.environ.get("ROCKSTAR_TEST_ACCESS_TOKEN_SECONDS"):
+    from datetime import timedelta
+
+    SIMPLE_JWT = {**SIMPLE_JWT, "ACCESS_TOKEN_LIFETIME": timedelta(  # noqa: F405
+        seconds=float(os.environ["ROCKSTAR_TEST_ACCESS_TOKEN_SECONDS"]))}

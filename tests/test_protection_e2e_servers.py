@@ -11,6 +11,7 @@ token in a 12 KB Authorization header.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -86,9 +87,12 @@ for _name in _SHARED:
 
 
 async def test_flood_with_default_limits_is_closed_by_the_policy(target):
-    """uvicorn delivers the 1008; granian, with the flood's frames still unread, ends the TCP
-    connection after rockstar_ws's close (the client sees 1006): the log shows the policy closed it."""
+    """uvicorn delivers the 1008. granian ends the TCP connection right after the close frame;
+    rockstar_ws lingers until the flood pauses, so the 1008 normally arrives, but a client
+    descheduled mid-flood for longer than the linger may see 1006: the log shows the policy closed it."""
+    line = "over its message rate (close)"
     async with steady(target):
+        before = target.output().count(line)
         async with catalogue.connect(target, "/ws/echo") as ws:
             for i in range(1000):
                 try:
@@ -97,12 +101,12 @@ async def test_flood_with_default_limits_is_closed_by_the_policy(target):
                     break
             code = await catalogue.closed_with(ws)
             assert code == 1008 if target.kind == "uvicorn" else code in (1008, 1006), code
-    assert "over its message rate (close)" in target.output()
+        assert await catalogue.wait_output(target, line, before) == before + 1
 
 
 async def test_inbox_overflow_of_a_handler_that_never_reads_is_closed_1008(target):
-    """As the flood above: granian may end the TCP connection behind the 1008 while the client
-    still sends; the handler's own record shows the connection was closed with 1008."""
+    """As the flood above: on granian a client still sending may see 1006 behind the 1008; the
+    handler's own record shows the connection was closed with 1008."""
     async with steady(target):
         await catalogue.probe(target, "clear")
         async with catalogue.connect(target, "/ws/p/deaf") as ws:
@@ -143,3 +147,31 @@ async def test_invalid_utf8_text_ends_the_connection_on_every_server(any_server)
         await raw.send(frame(1, b"ok \xff\xfe bad"))
         assert await raw.close_code() in (1007, None)  # daphne and granian drop the TCP connection
         assert await raw.ended()
+
+
+async def _end_of(raw: RawClient) -> str:
+    """How the server ended the TCP connection: "eof" (a FIN) or "reset" (unread data discarded)."""
+    try:
+        async with asyncio.timeout(15):
+            while await raw.reader.read(65536):
+                pass
+        return "eof"
+    except ConnectionResetError:
+        return "reset"
+
+
+async def test_a_burst_over_the_rate_gets_its_close_code_and_a_clean_end(target):
+    """A client writes 512 KiB of frames at once, far past the route's burst of 10, then listens.
+
+    granian ends the TCP connection right after a close frame; had it left the rest of the burst
+    unread, Linux would answer with a reset, which makes a client that is still writing lose the
+    close frame (1006). rockstar_ws reads until the client pauses, then closes: the close code
+    arrives and the connection ends with a FIN.
+    """
+    async with steady(target):
+        raw = await RawClient.upgrade(target, "/ws/p/flood-4429")
+        assert raw.status == 101
+        await raw.send(b"".join(frame(1, b"%04d" % i + b"b" * 1020) for i in range(512)))
+        assert await raw.close_code(timeout=15) == 4429
+        assert await _end_of(raw) == "eof"
+        raw.close()

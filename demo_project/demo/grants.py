@@ -1,5 +1,5 @@
 """The demo's token hooks: scopes and tenant from the user's :class:`DemoGrant` (ROCKSTAR_WS
-``TOKEN_SCOPES`` / ``TOKEN_TENANT``, read by rockstar_ws.serializers for /api/token/)."""
+``TOKEN_SCOPES`` / ``TOKEN_TENANT``, read by rockstar_ws.auth.serializers for /api/token/)."""
 
 from typing import Any
 

@@ -15,7 +15,7 @@ import enum
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 from asgiref.sync import async_to_sync
@@ -75,7 +75,7 @@ class WebSocketConnection:
 
     __slots__ = ("ctx", "_send", "_bridge", "_inbox", "_inbox_size", "_inbox_bytes", "_inbox_max_bytes", "_room",
                  "_waiter", "_state", "close_code", "close_reason", "channel_name", "subprotocol", "groups",
-                 "_on_close", "_guard", "_membership", "__weakref__")
+                 "_on_close", "_guard", "_membership", "_reader", "_discarded", "_closing", "__weakref__")
 
     def __init__(self, ctx: Context, send: Callable[[dict[str, Any]], Awaitable[None]],
                  *, inbox_size: int = 256, inbox_max_bytes: int = 0,
@@ -105,6 +105,12 @@ class WebSocketConnection:
         #: Write limits, rate limit and idle timer (rockstar_ws.guard); None when all are off.
         self._guard: Guard | None = None
         self._membership = membership
+        #: The task reading the client's messages (the consumer's pump) while it reads; None otherwise.
+        self._reader: asyncio.Task[Any] | None = None
+        #: Messages the pump read and dropped after the close: a lingering close watches it.
+        self._discarded = 0
+        #: The close frame's send when the pump itself closed on a server where closes linger.
+        self._closing: asyncio.Future[None] | None = None
 
     # -- facts ---------------------------------------------------------------------------
     @property
@@ -161,6 +167,29 @@ class WebSocketConnection:
         if self._state != CONNECTING:
             raise RuntimeError(f"{self!r}: the guard is set before the connection opens")
         self._guard = guard
+
+    def reading_by(self, task: asyncio.Task[Any] | None) -> None:
+        """The pump tells which task reads the client now (None: nobody reads)."""
+        self._reader = task
+
+    @property
+    def reading(self) -> bool:
+        """True while the pump reads this client's messages."""
+        return self._reader is not None
+
+    def discard(self) -> None:
+        """The pump read a message after the close and dropped it (a lingering close counts them)."""
+        self._discarded += 1
+
+    @property
+    def discarded(self) -> int:
+        """Messages read and dropped after the close."""
+        return self._discarded
+
+    @property
+    def closing(self) -> asyncio.Future[None] | None:
+        """The close frame's send still under way when the pump itself closed (granian lingers)."""
+        return self._closing
 
     def on_close(self, callback: Callable[[WebSocketConnection], Any]) -> None:
         """Call ``callback(conn)`` once when the connection ends (at once if it has ended)."""
@@ -289,12 +318,22 @@ class WebSocketConnection:
 
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Close the connection. Idempotent: closing a closed connection does nothing. Never
-        raises for a transport that is gone (the close has happened anyway)."""
-        sending = self.begin_close(code, reason)
-        if sending is not None:
-            await sending
+        raises for a transport that is gone (the close has happened anyway).
 
-    def begin_close(self, code: int, reason: str = "", wait: float | None = None) -> Awaitable[None] | None:
+        On granian the close frame is sent once the client has paused sending (at most 1 s;
+        docs/protection.md): granian ends the TCP connection right after it.
+        """
+        sending = self.begin_close(code, reason)
+        if sending is None:
+            return
+        if self._bridge.lingers and self._reader is not None and asyncio.current_task() is self._reader:
+            # The pump closes (a size, rate or inbox limit): it must go on reading while the close
+            # lingers, or the client's unread frames would reset the connection (servers/bridges.py).
+            self._closing = asyncio.ensure_future(sending)
+            return
+        await sending
+
+    def begin_close(self, code: int, reason: str = "", wait: float | None = None) -> Coroutine[Any, Any, None] | None:
         """The one close path: the connection is CLOSED when this returns (reads end, callbacks
         ran); the returned awaitable sends the close frame, dropping the TCP connection after
         ``wait`` seconds (default ``CLOSE_TIMEOUT``) when the frame cannot be written. None when
@@ -308,6 +347,8 @@ class WebSocketConnection:
         return self._send_close(code, reason[:120], float(ws_settings.CLOSE_TIMEOUT) or 1.0 if wait is None else wait)
 
     async def _send_close(self, code: int, reason: str, wait: float) -> None:
+        if self._bridge.lingers and self._reader is not None:
+            await self._bridge.linger(self, wait)
         try:  # a client that never reads would hold the close frame (and us) behind its data
             await self._bridge.close_or_drop(code, reason, wait)
         except Exception:  # the transport is already gone: the close has happened anyway

@@ -20,6 +20,8 @@ class ServerBridge:
     """Plain ASGI: close with a message, no buffer insight, refusals as refusals.py sends them."""
 
     name = "asgi"
+    #: True when a close must wait for the client to stop sending (see :meth:`linger`).
+    lingers = False
 
     def __init__(self, send: Send) -> None:
         self.send = send
@@ -39,6 +41,9 @@ class ServerBridge:
                 await self.close(code, reason)
         except TimeoutError:
             self.abort()
+
+    async def linger(self, conn: Any, limit: float) -> None:
+        """Wait before a close until the client has paused sending (no-op on most servers)."""
 
     def buffered_bytes(self) -> int:
         """Bytes written to this client that the server has not sent yet (0 when unknown)."""

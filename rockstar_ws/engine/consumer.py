@@ -46,6 +46,7 @@ from ..limits.upgrader import effective_upgrader
 from ..servers.bridges import bridge_for
 from ..servers.refusals import refuse
 from ..servers.shutdown import watch_daphne_shutdown
+from .heartbeat import PING_PREFIX, answer_ping
 
 if TYPE_CHECKING:
     from .server import WebSocketServer
@@ -223,7 +224,10 @@ class RockstarConsumer(AsyncConsumer):
                 me.uncancel()
             finally:
                 pumping = False
+                conn.reading_by(None)
             if handler_first:
+                # This task pumps again right after: a lingering close must not wait for it.
+                conn.reading_by(me)
                 await self._handler_finished(handler, conn)
                 try:  # wait for the client's side of the close
                     async with asyncio.timeout(ws_settings.CLOSE_TIMEOUT):
@@ -249,7 +253,8 @@ class RockstarConsumer(AsyncConsumer):
             raise
         finally:
             pumping = False
-            for task in (handler, listener):
+            conn.reading_by(None)
+            for task in (handler, listener, conn.closing):
                 if task is not None and not task.done():
                     task.cancel()
             conn.mark_closed(CloseCode.ABNORMAL)
@@ -277,11 +282,13 @@ class RockstarConsumer(AsyncConsumer):
         max_size = conn.ctx.upgrader.max_message_size if conn.ctx.upgrader else self.server.max_message_size
         limiter = self.server.new_rate_limiter(conn)
         control = self.control  # token refresh (auth.TokenGuard); None on most connections
+        conn.reading_by(asyncio.current_task())  # cleared by _serve once the pump has stopped
         while True:
             message = await receive()
             mtype = message["type"]
             if mtype == "websocket.receive":
                 if conn.closed:
+                    conn.discard()
                     continue
                 text = message.get("text")
                 if text is not None:
@@ -303,6 +310,10 @@ class RockstarConsumer(AsyncConsumer):
                 if limiter is not None and not limiter.allow():
                     if await self.server.on_rate_limited(conn):
                         continue
+                # After the limiter: a heartbeat counts as client activity and a ping flood is a flood.
+                if text is not None and text.startswith(PING_PREFIX):
+                    await answer_ping(conn, text)
+                    continue
                 if not feed(item):
                     await conn.close(CloseCode.POLICY_VIOLATION, "inbox overflow")
                 elif conn.inbox_full:

@@ -10,8 +10,8 @@ read, is given :data:`SLOW_CLIENT_CLOSE_WAIT` seconds before the TCP connection 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from ..core.messages import CloseCode
 
@@ -25,6 +25,6 @@ SLOW_CLIENT_CODE = CloseCode.TRY_AGAIN_LATER
 SLOW_CLIENT_CLOSE_WAIT = 1.0
 
 
-def close_slow_client(conn: WebSocketConnection, reason: str) -> Awaitable[None] | None:
+def close_slow_client(conn: WebSocketConnection, reason: str) -> Coroutine[Any, Any, None] | None:
     """Close ``conn`` as too slow, now; the awaitable sends the close frame (None: nothing to send)."""
     return conn.begin_close(SLOW_CLIENT_CODE, reason, SLOW_CLIENT_CLOSE_WAIT)

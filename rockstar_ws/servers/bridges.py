@@ -11,16 +11,24 @@ Under uvicorn it reads the protocol's transport for two things plain ASGI lacks:
 are written but unsent (so ``WRITE_BUFFER_LIMIT`` and ``GROUP_MAX_BUFFERED_BYTES`` hold there
 too), and a way to drop a client that does not read, whose close frame would otherwise wait
 behind the data it never takes.
+
+Under granian it lingers before a close: granian ends the TCP connection as soon as the close
+frame is written, without waiting for the client's close, so client frames still unread at that
+moment turn its FIN into a reset, and a client still sending loses the close frame (it sees 1006).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.transport import Send, ServerBridge
 
-__all__ = ["DaphneBridge", "ServerBridge", "UvicornBridge", "bridge_for"]
+if TYPE_CHECKING:
+    from ..core.connection import WebSocketConnection
+
+__all__ = ["DaphneBridge", "GranianBridge", "ServerBridge", "UvicornBridge", "bridge_for"]
 
 
 class _ProtocolBridge(ServerBridge):
@@ -109,6 +117,43 @@ class UvicornBridge(_ProtocolBridge):
         return transport.get_write_buffer_size() if transport is not None else 0
 
 
+#: Quiet time that ends a linger: far above the gaps inside a burst a client writes at once, short
+#: enough not to matter to a connection being closed.
+LINGER_QUIET = 0.2
+#: Longest linger: a client that never stops sending (a flood) is read for this long, then closed
+#: anyway (it may see 1006).
+LINGER_MAX = 1.0
+
+
+class GranianBridge(ServerBridge):
+    """granian: plain ASGI messages; its close ends the TCP connection at once, so closes linger.
+
+    granian (2.8) drops both halves of the WebSocket stream right after writing the close frame:
+    it reads nothing more from the client and never waits for the client's close. Whatever the
+    client sent that is still unread in the kernel then makes Linux answer with a reset instead
+    of a FIN, and a client still writing gets ``EPIPE`` before it has read the close frame
+    (``websockets`` reports 1006). Reading until the client pauses, then closing, empties that
+    buffer: a client that sent a burst and then listens gets its close code.
+    """
+
+    name = "granian"
+    lingers = True
+
+    async def linger(self, conn: WebSocketConnection, limit: float) -> None:
+        """Wait until the pump (still reading, discarding) has read nothing for ``LINGER_QUIET``
+        seconds, at most ``limit`` seconds (``LINGER_MAX`` at most)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(limit, LINGER_MAX)
+        while conn.reading:
+            seen = conn.discarded
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            await asyncio.sleep(min(LINGER_QUIET, remaining))
+            if conn.discarded == seen:
+                return
+
+
 def bridge_for(send: Send) -> ServerBridge:
     """The bridge for the server that handed us ``send`` (through Channels' session wrapper too)."""
     inner: Any = send
@@ -122,6 +167,8 @@ def bridge_for(send: Send) -> ServerBridge:
         owner = getattr(inner, "__self__", None)
         if type(owner).__module__.startswith("uvicorn.protocols.websockets") and hasattr(owner, "transport"):
             return UvicornBridge(send, owner)
+        if type(owner).__module__ == "granian._granian" and type(owner).__name__ == "ASGIWebsocketProtocol":
+            return GranianBridge(send)
         nxt = getattr(owner, "real_send", None)
         if nxt is None:
             break

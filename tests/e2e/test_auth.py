@@ -1,6 +1,6 @@
 """Authentication through a real daphne (and uvicorn) and a real client (docs/auth.md).
 
-Tokens are minted in the test process with rockstar_ws.tokens (tests.settings shares the
+Tokens are minted in the test process with rockstar_ws.auth.tokens (tests.settings shares the
 server processes' SECRET_KEY) for the users demo_setup created in the servers' database.
 """
 

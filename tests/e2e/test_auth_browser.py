@@ -39,7 +39,7 @@ def test_demo_page_connects_with_the_subprotocol_and_echoes(browser, daphne, ser
     page.click("#sendbtn")
     expected = f"Message from server: User {alice_id}: Hello Server!"
     page.wait_for_function(f"document.getElementById('log').textContent.includes({expected!r})", timeout=30000)
-    assert page.evaluate("ws.protocol") == "rockstar.bearer"
+    assert page.evaluate("client.protocol") == "rockstar.bearer"
     page.close()
 
 

@@ -1,7 +1,7 @@
 """Tenants through real daphne processes and real clients (docs/tenants.md).
 
 The server processes run ``tests.tenant_settings``: the test app's routes and the real
-AuthManager (SimpleJWT access tokens minted with ``rockstar_ws.tokens.access_token_for``). Each
+AuthManager (SimpleJWT access tokens minted with ``rockstar_ws.auth.tokens.access_token_for``). Each
 module or test that changes tenants works on its own copy of the migrated
 SQLite file, so the session's shared daphne keeps the demo tenants.
 """

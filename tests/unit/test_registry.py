@@ -85,7 +85,7 @@ def test_ws_connections_says_when_it_sees_only_its_own_process():
 
 
 def test_system_check_names_bad_limit_and_heartbeat_settings():
-    from rockstar_ws.registry import check_registry
+    from rockstar_ws.checks import check_registry
 
     with override_settings(ROCKSTAR_WS={"MAX_CONNECTIONS_PER_IP": -1, "REGISTRY_TTL": 4.0}):
         ids = sorted(e.id for e in check_registry())

@@ -167,7 +167,8 @@ def test_route_conflict_names_both_registration_sites():
         second_line = _line() + 1
         s.register_route("/ws/x", sync_handler)
     text = str(err.value)
-    assert f"tests/unit/test_routing.py:{first_line}" in text and f"tests/unit/test_routing.py:{second_line}" in text, text
+    here = "tests/unit/test_routing.py"
+    assert f"{here}:{first_line}" in text and f"{here}:{second_line}" in text, text
     assert "tests.unit.test_routing.handler" in text and "tests.unit.test_routing.sync_handler" in text
     s.register_host_route("a.example.com", "/ws/r/<int:n>", handler)
     with pytest.raises(RouteConflict, match=r"on host 'a.example.com' '/ws/r/<int:n>' is registered twice: first at "

@@ -1,0 +1,239 @@
+"""The cluster-wide registry in Redis: per-process counters and records, cluster-wide limits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+from ..conf import ws_settings
+from ..core.outage import outage
+from ..core.redis import close_client, loop_task, text, waiting_client
+
+if TYPE_CHECKING:
+    from ..core.context import Context
+
+from .local import LocalRegistry
+from .records import ConnectionRecord, build_snapshot, fields_and_checks
+
+__all__ = ["RedisRegistry", "lua_script", "safe_url"]
+
+logger = logging.getLogger("rockstar_ws.registry")
+
+Release = Callable[[], Awaitable[None]]
+
+
+# Lua (rockstar_ws/registry/lua/*.lua): keys are built inside the scripts from the prefix, so
+# cluster mode needs one Redis (or a primary with replicas), not Redis Cluster.
+def lua_script(name: str) -> str:
+    """The source of the registry's Lua script ``name`` (shipped as package data)."""
+    return (resources.files(__package__) / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+
+
+
+
+
+
+
+
+class RedisRegistry(LocalRegistry):
+    """Cluster mode: this process's counts in memory and, per process, in Redis."""
+
+    mode = "cluster"
+
+    def __init__(self, url: str, *, prefix: str = "rockstar_ws:live:", heartbeat: float = 3.0,
+                 ttl: float = 10.0, timeout: float = 1.0, process: str | None = None) -> None:
+        super().__init__(process)
+        if ttl < 2 * heartbeat:
+            raise ImproperlyConfigured(
+                f"ROCKSTAR_WS['REGISTRY_TTL'] ({ttl}) must be at least twice REGISTRY_HEARTBEAT ({heartbeat}).")
+        self.url = url
+        self.prefix = prefix
+        self.heartbeat = heartbeat
+        self.ttl = ttl
+        self.timeout = timeout
+        base = f"{prefix}node:{self.process}"
+        self._keys = [f"{prefix}nodes", f"{base}:alive", f"{base}:counts", f"{base}:conns"]
+        self._ttl_ms = str(int(ttl * 1000))
+        self._client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._beat: asyncio.Task[None] | None = None
+        self._scripts: dict[str, Any] = {}
+        self._pending = 0
+        self._dirty = False
+        self._resyncing = False
+        self._admitting = 0
+        #: False while Redis is unreachable (connections are then counted in this process only).
+        self.redis_ok = True
+        self.last_error = ""
+
+    # -- Redis plumbing ---------------------------------------------------------------
+    def _redis(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            # A burst of handshakes waits for a pooled connection instead of failing.
+            self._client = waiting_client(self.url, self.timeout)
+            self._scripts = {name: self._client.register_script(lua_script(name))
+                             for name in ("admit", "release", "heartbeat", "resync", "snapshot")}
+            self._loop = loop
+            self._beat = None
+        return self._client
+
+    async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        self._redis()
+        return await asyncio.wait_for(self._scripts[script](keys=keys, args=args), self.timeout * 2)
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        self._dirty = True
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        if self.redis_ok:
+            self.redis_ok = False
+            # One WARNING per outage for the whole process (rockstar_ws.outage), not one per subsystem.
+            outage.failed(f"live registry at {safe_url(self.url)}", what, exc, log=logger)
+
+    def _recovered(self) -> None:
+        if not self.redis_ok:
+            self.redis_ok = True
+            self.last_error = ""
+            outage.recovered(f"live registry at {safe_url(self.url)}", log=logger)
+
+    def _ensure_heartbeat(self) -> None:
+        self._redis()  # a client on the running loop first: a new loop resets the heartbeat
+        self._beat = loop_task(self._beat, self._loop, self._heartbeat_loop)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await self.beat()
+            await asyncio.sleep(self.heartbeat)
+
+    async def beat(self) -> None:
+        """One heartbeat: keep this process's keys alive; rewrite them if Redis lost them."""
+        try:
+            kept = await self._call("heartbeat", self._keys, [self.process, self._ttl_ms, self.prefix])
+            if (self._dirty or (not kept and self.counts)) and self._pending == 0:
+                await self._resync()
+            self._recovered()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._failed("heartbeat", exc)
+
+    async def _resync(self) -> None:
+        self._dirty = False
+        counts = [x for kv in self.counts.items() for x in (kv[0], str(kv[1]))]
+        recs = [x for r in self.records.values() for x in (r.id, json.dumps(r.as_dict()))]
+        # An admission or release that reaches Redis while this runs may be overwritten by it:
+        # it marks the state dirty so that the next heartbeat writes it again.
+        self._resyncing = True
+        try:
+            await self._call("resync", self._keys,
+                             [self.process, self._ttl_ms, str(len(self.counts)), *counts, *recs])
+        finally:
+            self._resyncing = False
+
+    # -- admission --------------------------------------------------------------------
+    async def admit(self, ctx: Context) -> Release:
+        """Count the connection cluster-wide or refuse it with 429 when a limit is reached."""
+        max_process = ws_settings.MAX_CONNECTIONS
+        # Handshakes waiting for Redis hold a place too, or a burst could pass the process limit.
+        if max_process and self.counts["total"] + self._admitting >= max_process:
+            raise self._deny("process", ctx)
+        self._ensure_heartbeat()
+        fields, checks = fields_and_checks(ctx)
+        record = self._record(ctx)
+        args: list[Any] = [self.prefix, self.process, self._ttl_ms, record.id,
+                           json.dumps(record.as_dict()), str(len(checks))]
+        for _kind, field, limit in checks:
+            args += [field, str(limit)]
+        args += fields
+        if not self.redis_ok:  # an outage: count here at once; the heartbeat probes for Redis
+            self._dirty = True
+            kind = self._local_refusal(checks)
+            if kind is not None:
+                raise self._deny(kind, ctx)
+            self._add(record, fields)
+            return self._releaser(record, fields)
+        self._pending += 1
+        self._admitting += 1
+        try:
+            try:
+                refused = int(await self._call("admit", self._keys, args))
+                if self._resyncing:
+                    self._dirty = True
+                self._recovered()
+            except asyncio.CancelledError:
+                self._dirty = True
+                raise
+            except Exception as exc:
+                self._failed("admission", exc)
+                kind = self._local_refusal(checks)
+                refused = 0 if kind is None else 1 + [c[0] for c in checks].index(kind)
+            if refused:
+                raise self._deny(checks[refused - 1][0], ctx)
+            self._add(record, fields)
+        finally:
+            self._pending -= 1
+            self._admitting -= 1
+        return self._releaser(record, fields)
+
+    def _releaser(self, record: ConnectionRecord, fields: list[str]) -> Release:
+        released = False
+
+        async def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            self._remove(record, fields)
+            if not self.redis_ok:
+                self._dirty = True
+                return
+            self._pending += 1
+            try:
+                await self._call("release", self._keys[2:], [record.id, *fields])
+                if self._resyncing:
+                    self._dirty = True
+            except asyncio.CancelledError:
+                self._dirty = True
+                raise
+            except Exception as exc:
+                self._failed("release", exc)
+            finally:
+                self._pending -= 1
+        return release
+
+    # -- reading ----------------------------------------------------------------------
+    async def snapshot(self, records: bool = False) -> dict[str, Any]:
+        """Cluster-wide totals from every live process (this process's own view if Redis fails)."""
+        try:
+            rows = await self._call("snapshot", self._keys[:1], [self.prefix, "1" if records else "0"])
+        except Exception as exc:
+            self._failed("snapshot", exc)
+            return self.local_snapshot(records, mode="local", error=f"Redis unavailable: {self.last_error}")
+        nodes = []
+        for node, flat, recs in rows:
+            counts = {text(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+            nodes.append((text(node), counts, [json.loads(r) for r in recs]))
+        return build_snapshot(self.mode, nodes, heartbeat=self.heartbeat, ttl=self.ttl)
+
+    async def close(self) -> None:
+        """Stop the heartbeat and close the Redis client."""
+        if self._beat is not None:
+            self._beat.cancel()
+            self._beat = None
+        if self._client is not None:
+            await close_client(self._client)
+            self._client = None
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password (never log credentials)."""
+    if "@" in url:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    return url
