@@ -21,7 +21,7 @@ from ..core.context import Context
 from ..core.messages import CloseCode
 from ..core.routing import Handler, Middleware, Route, RouteTable, caller_site
 from ..handshake import pipeline as stages
-from ..handshake.pipeline import Pipeline, Stage, Step
+from ..handshake.pipeline import Pipeline, Stage, Step, SyncStage
 from ..handshake.precheck import precheck
 from ..limits.ratelimit import HandshakeRateLimiter
 from ..limits.upgrader import Upgrader, effective_upgrader
@@ -87,7 +87,7 @@ class WebSocketServer:
             Step("selected_subprotocol", stages.selected_subprotocol),
         ]
 
-    def add_stage(self, stage: Stage, *, name: str | None = None, before: str | None = None,
+    def add_stage(self, stage: Stage | SyncStage, *, name: str | None = None, before: str | None = None,
                   after: str | None = None) -> Step:
         """Add a handshake stage, ``async def stage(ctx) -> release | None`` that refuses by
         raising ``Deny``: by default after the token checks and before ``admission`` (see

@@ -1,6 +1,7 @@
 """The handshake as one pipeline: the stages a ``websocket.connect`` goes through, in order.
 
-A stage is ``async def stage(ctx) -> release | None``. It refuses the handshake by raising
+A stage is ``async def stage(ctx) -> release | None`` (a check that needs no I/O may be a plain
+``def stage(ctx) -> None``, called without a coroutine). It refuses the handshake by raising
 :class:`~rockstar_ws.core.errors.Deny`; it may return a coroutine function (a *release*) to call
 when the connection ends, e.g. to give back a connection slot. No stage runs user code except a
 project's own stages and the auth manager the project chose. The engine runs the pipeline and
@@ -41,8 +42,9 @@ middleware may still refuse with ``Deny`` before it calls ``next``.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..core.errors import Deny, ImproperlyConfigured
@@ -59,6 +61,7 @@ __all__ = [
     "Release",
     "Stage",
     "Step",
+    "SyncStage",
     "host_and_rate",
     "limits",
     "origin_and_subprotocol",
@@ -68,6 +71,9 @@ __all__ = [
 
 Release = Callable[[], Awaitable[None]]
 Stage = Callable[["Context"], Awaitable[Release | None]]
+#: The checks that need no I/O may be plain functions: called without a coroutine of their own
+#: (every handshake runs all of them, and a coroutine per check is what the pipeline would add).
+SyncStage = Callable[["Context"], None]
 
 #: Where :meth:`Pipeline.add` puts a stage without ``before``/``after``: after every check of the
 #: request and the token (the user is known), before admission counts the connection.
@@ -76,10 +82,14 @@ DEFAULT_POSITION = "admission"
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One named stage of the pipeline."""
+    """One named stage of the pipeline (``async def``, or a plain ``def`` that returns None)."""
 
     name: str
-    run: Stage
+    run: Stage | SyncStage
+    awaited: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "awaited", inspect.iscoroutinefunction(self.run))
 
 
 class Pipeline:
@@ -96,7 +106,7 @@ class Pipeline:
         """The stage names in the order they run."""
         return [s.name for s in self._steps]
 
-    def add(self, stage: Stage, *, name: str | None = None, before: str | None = None,
+    def add(self, stage: Stage | SyncStage, *, name: str | None = None, before: str | None = None,
             after: str | None = None) -> Step:
         """Add a project's ``stage``: before ``before``, after ``after``, or by default right
         before ``admission`` (at the end when there is none). Names are unique."""
@@ -128,7 +138,10 @@ class Pipeline:
         releases: list[Release] = []
         try:
             for step in self._steps:
-                release = await step.run(ctx)
+                if not step.awaited:
+                    step.run(ctx)
+                    continue
+                release = await step.run(ctx)  # type: ignore[misc]  # awaited: an async def stage
                 if release is not None:
                     releases.append(release)
         except BaseException:
@@ -150,18 +163,18 @@ async def _release_all(releases: list[Release]) -> None:
 
 
 # -- the stages that need no feature ----------------------------------------------------------
-def host_and_rate(rate: Callable[[Request], None]) -> Stage:
+def host_and_rate(rate: Callable[[Request], None]) -> SyncStage:
     """The checks that cost no lookup, before the tenant and the route: the ``Host`` header
     (400), the client IP's handshake rate (``rate``, 429; unknown paths count too), and the
     subprotocol header (400)."""
-    async def host_and_rate(ctx: Context) -> None:
+    def host_and_rate(ctx: Context) -> None:
         precheck(ctx.scope, ctx.request, rate)
     return host_and_rate
 
 
-def route(table: RouteTable) -> Stage:
+def route(table: RouteTable) -> SyncStage:
     """Find the route of the host, tenant and path (404): ``ctx.route`` and the path parameters."""
-    async def route(ctx: Context) -> None:
+    def route(ctx: Context) -> None:
         request = ctx.request
         found = table.find(request.host, request.path, request.tenant_id)
         if found is None:
@@ -170,19 +183,19 @@ def route(table: RouteTable) -> Stage:
     return route
 
 
-def limits(server_upgrader: Callable[[], Upgrader]) -> Stage:
+def limits(server_upgrader: Callable[[], Upgrader]) -> SyncStage:
     """``ctx.upgrader``: the route's limits over the server's over the settings'."""
-    async def limits(ctx: Context) -> None:
+    def limits(ctx: Context) -> None:
         ctx.upgrader = effective_upgrader(ctx.route, server_upgrader())
     return limits
 
 
-async def origin_and_subprotocol(ctx: Context) -> None:
+def origin_and_subprotocol(ctx: Context) -> None:
     """The upgrader's origin check (400 malformed, 403 refused) and its application subprotocol."""
     ctx.upgrader.check(ctx)
 
 
-async def selected_subprotocol(ctx: Context) -> None:
+def selected_subprotocol(ctx: Context) -> None:
     """The subprotocol chosen so far (by the upgrader or the auth manager) was offered verbatim (400);
     before admission counts the connection."""
     check_selected_subprotocol(ctx.scope, ctx.subprotocol)

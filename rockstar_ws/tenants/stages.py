@@ -32,7 +32,7 @@ def resolve_stage(resolver: Callable[[], Resolver | None]) -> Stage:
     return tenant
 
 
-async def settings_stage(ctx: Context) -> None:
+def settings_stage(ctx: Context) -> None:
     """``tenant_settings``: the tenant's overrides of the upgrader."""
     if ctx.tenant is not None:
         apply_tenant_settings(ctx)

@@ -78,3 +78,23 @@ async def test_a_refusal_releases_what_earlier_stages_took_last_first():
     released.clear()
     await release()
     assert released == ["two", "one"]
+
+
+async def test_plain_def_stages_run_in_order_with_async_ones():
+    seen: list[str] = []
+
+    def cheap(ctx):
+        seen.append("cheap")
+
+    async def slow(ctx):
+        seen.append("slow")
+
+    def refuse(ctx):
+        raise Deny(400, "no")
+
+    server = WebSocketServer(name="unit")
+    await Pipeline([Step("a", cheap), Step("b", slow), Step("c", cheap)]).run(_ctx(server))
+    assert seen == ["cheap", "slow", "cheap"]
+    with pytest.raises(Deny):
+        await Pipeline([Step("a", cheap), Step("no", refuse), Step("b", slow)]).run(_ctx(server))
+    assert seen == ["cheap", "slow", "cheap", "cheap"]
