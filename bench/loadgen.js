@@ -254,54 +254,50 @@ async function hold(job) {
   return { held: conns.length, failed, failed_kinds: kinds, alive_at_end: alive, open_secs: openSecs };
 }
 
-// Hold `conns` connections; when the server drops them, every one reconnects at once and retries
-// after a short jittered pause (`retry_ms`, what a browser client's first backoff step looks
-// like) until it is in again. Prints HELD, DROPPED and BACK lines; the runner restarts the server
-// in between and reads the counts once BACK is printed.
+// Hold `conns` connections; whenever the server drops one (a restart: the old process closes
+// them, and may still accept a few while it shuts down), it reconnects at once and retries after a
+// short jittered pause (`retry_ms`, about a browser client's first backoff step) until it is in
+// again. Prints HELD once all are open; the runner restarts the server and watches the server's
+// own counts; a line on stdin ends the job with the client's side of it.
 async function storm(job) {
   const { opened, failed, kinds: openKinds } = await openMany([job.url], job.conns, job.concurrency || 100, job);
-  process.stdout.write(`HELD ${opened.length} ${failed} ${JSON.stringify(openKinds)}\n`);
   const retryMs = job.retry_ms ?? 100;
   const kinds = {};
   let attempts = 0;
+  let drops = 0;
+  let reconnects = 0;
   let firstDrop = null;
-  let dropped = 0;
-  let back = 0;
   let lastBack = null;
-  const current = [];
-  const all = opened.map((ws, slot) => new Promise((resolve) => {
-    current[slot] = ws;
-    ws.once("close", async () => {
+  let stopping = false;
+  const current = opened.slice();
+  function watch(slot) {
+    current[slot].once("close", async () => {
+      if (stopping) return;
+      drops++;
       if (firstDrop === null) firstDrop = now();
-      if (++dropped === opened.length) process.stdout.write(`DROPPED ${dropped}\n`);
-      for (;;) {
+      current[slot] = null;
+      while (!stopping) {
         attempts++;
         try {
           current[slot] = await open(job.url, job);
-          back++;
+          reconnects++;
           lastBack = now();
-          return resolve();
+          return watch(slot);
         } catch (e) {
           kinds[e.kind] = (kinds[e.kind] || 0) + 1;
           await sleep(retryMs * (0.5 + Math.random()));
         }
       }
     });
-  }));
-  const deadline = job.deadline ?? 120;
-  const started = now();
-  await Promise.race([Promise.all(all), (async () => {
-    while (now() - started < deadline + 600 && !(firstDrop !== null && now() - firstDrop > deadline)) {
-      await sleep(250);
-    }
-  })()]);
-  process.stdout.write(`BACK ${back}\n`);
+  }
+  opened.forEach((_ws, slot) => watch(slot));
+  process.stdout.write(`HELD ${opened.length} ${failed} ${JSON.stringify(openKinds)}\n`);
   await waitLine();
+  stopping = true;
   const alive = current.filter((ws) => ws && ws.readyState === WebSocket.OPEN).length;
   await closeAll(current.filter(Boolean));
-  return { held: opened.length, failed, dropped, reconnected: back, attempts, refused_kinds: kinds,
-           reconnect_secs: lastBack !== null && firstDrop !== null ? lastBack - firstDrop : null,
-           alive_at_end: alive };
+  return { held: opened.length, failed, drops, reconnects, attempts, refused_kinds: kinds, alive_at_end: alive,
+           client_secs: lastBack !== null && firstDrop !== null ? lastBack - firstDrop : null };
 }
 
 const MODES = { echo, handshake, broadcast, hold, storm };
