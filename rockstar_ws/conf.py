@@ -69,7 +69,7 @@ _TABLE: dict[str, tuple[Any, str]] = {
                                   "hosts' count and highest id) in a process whose channel layer does not reach other processes "
                                   "(embedded mode): a change made elsewhere (manage.py ws_tenant) clears the cache and closes an "
                                   "inactive tenant's connections within this time. 0: off."),
-    "TENANT_CONTROL_GROUP": ("rockstar_ws.tenants", "Channel-layer group through which tenant changes reach every server process (cache cleared, inactive tenants' connections closed)."),
+    "TENANT_CONTROL_GROUP": ("rockstar_ws.tenants", "Channel-layer group through which tenant changes and per-user commands (send_to_user, disconnect_user, revocation) reach every server process."),
 
     # -- live connections and limits (docs/connections.md) --
     "LIVE_REGISTRY": (True, "Keep the registry of live connections (counts by route, tenant, user, process) and enforce the connection limits; "
