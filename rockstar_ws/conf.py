@@ -87,6 +87,9 @@ _TABLE: dict[str, tuple[Any, str]] = {
     "MAX_CONNECTIONS_PER_IP": (0, "Live connections per client IP address, cluster-wide (0: no limit)."),
     "METRICS_TOKEN": ("", "Bearer token that may read the Prometheus metrics and the live JSON without a staff session ('': staff only)."),
     "LIVE_PAGE_REFRESH": (2.0, "Seconds between the admin 'Live connections' page's updates."),
+    "LIVE_SERIES_INTERVAL": (5.0, "Seconds between a process's samples of the live page's chart (live connections, handshakes/s, "
+                                  "refusals/s by status); one ring buffer per process, one Redis write per sample in cluster mode."),
+    "LIVE_SERIES_WINDOW": (900.0, "Seconds of samples the live page's chart, live.json's `series` and the ring buffer keep (15 minutes)."),
 
     # -- broadcast groups (docs/broadcast.md) --
     "GROUP_OVERFLOW": ("close", "What happens to a group member that stops reading once it is over its limit: "

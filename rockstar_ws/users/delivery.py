@@ -123,6 +123,9 @@ def _ensure_control() -> Any:
 async def admit(ctx: Context) -> Release | None:
     """Admission check: index the connection under its user (never refuses)."""
     server = ctx.server
+    from .series import sampler
+
+    sampler.ensure_started()
     control = _ensure_control()
     if not control.joined.is_set() and crosses_processes(server.channel_layer):
         # The first connection of a process waits (bounded) for the control group, so a command
