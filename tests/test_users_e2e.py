@@ -274,3 +274,17 @@ async def test_revocation_in_the_admin_closes_what_it_revokes(server_env, tmp_pa
         for server in servers:
             server.stop()
         cleanup_redis(env)
+
+
+def test_bad_arguments_are_clear_errors():
+    from rockstar_ws import TextMessage, default_server
+
+    with pytest.raises(ValueError, match="close code must be 1000 or 3000-4999"):
+        default_server.disconnect_user_sync("1", 99)
+    with pytest.raises(ValueError, match="at most 123 UTF-8 bytes"):
+        default_server.disconnect_user_sync("1", 4403, "x" * 200)
+    with pytest.raises(TypeError, match="user_id must be"):
+        default_server.send_to_user_sync(["1"], TextMessage, "hi")
+    with pytest.raises(ValueError, match="message type"):
+        default_server.send_to_user_sync("1", 7, "hi")
+    assert default_server.send_to_user_sync("no-such-user", TextMessage, "hi") == 0
