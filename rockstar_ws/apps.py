@@ -30,3 +30,7 @@ class RockstarWsConfig(AppConfig):
         tenants.connect_signals()
         tenants.install(default_server)
         install_registry(default_server)  # the live-connection registry and limits (LIVE_REGISTRY)
+        from . import users  # hook: per-user delivery and revocation (docs/users.md)
+
+        users.install(default_server)
+        users.connect_signals()

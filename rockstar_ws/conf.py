@@ -69,7 +69,7 @@ _TABLE: dict[str, tuple[Any, str]] = {
                                   "hosts' count and highest id) in a process whose channel layer does not reach other processes "
                                   "(embedded mode): a change made elsewhere (manage.py ws_tenant) clears the cache and closes an "
                                   "inactive tenant's connections within this time. 0: off."),
-    "TENANT_CONTROL_GROUP": ("rockstar_ws.tenants", "Channel-layer group through which tenant changes reach every server process (cache cleared, inactive tenants' connections closed)."),
+    "TENANT_CONTROL_GROUP": ("rockstar_ws.tenants", "Channel-layer group through which tenant changes and per-user commands (send_to_user, disconnect_user, revocation) reach every server process."),
 
     # -- live connections and limits (docs/connections.md) --
     "LIVE_REGISTRY": (True, "Keep the registry of live connections (counts by route, tenant, user, process) and enforce the connection limits; "
@@ -87,6 +87,9 @@ _TABLE: dict[str, tuple[Any, str]] = {
     "MAX_CONNECTIONS_PER_IP": (0, "Live connections per client IP address, cluster-wide (0: no limit)."),
     "METRICS_TOKEN": ("", "Bearer token that may read the Prometheus metrics and the live JSON without a staff session ('': staff only)."),
     "LIVE_PAGE_REFRESH": (2.0, "Seconds between the admin 'Live connections' page's updates."),
+    "LIVE_SERIES_INTERVAL": (5.0, "Seconds between a process's samples of the live page's chart (live connections, handshakes/s, "
+                                  "refusals/s by status); one ring buffer per process, one Redis write per sample in cluster mode."),
+    "LIVE_SERIES_WINDOW": (900.0, "Seconds of samples the live page's chart, live.json's `series` and the ring buffer keep (15 minutes)."),
 
     # -- broadcast groups (docs/broadcast.md) --
     "GROUP_OVERFLOW": ("close", "What happens to a group member that stops reading once it is over its limit: "

@@ -23,6 +23,7 @@ from .precheck import check_host, check_selected_subprotocol, check_subprotocol_
 from .routing import Handler, Middleware, Route, RouteTable, caller_site
 from .stats import Stats
 from .upgrader import Upgrader, effective_upgrader
+from .users.delivery import UserDelivery  # hook: send_to_user / disconnect_user (docs/users.md)
 
 if TYPE_CHECKING:
     from .auth import AuthManager
@@ -36,7 +37,7 @@ logger = logging.getLogger("rockstar_ws")
 Release = Callable[[], Awaitable[None]]
 
 
-class WebSocketServer:
+class WebSocketServer(UserDelivery):
     """Routes, their handlers and middleware, and the connections they serve.
 
     ``auth_manager`` validates tokens on authenticated routes; None means the one named by

@@ -29,7 +29,7 @@ import logging
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -548,6 +548,8 @@ class _Control:
                 delay = _RETRY_MIN
                 if message.get("type") == CONTROL_MESSAGE:
                     await self.handle(message)
+                elif message.get("type") in CONTROL_HANDLERS:  # hook: other commands (rockstar_ws.users)
+                    await CONTROL_HANDLERS[message["type"]](message)
         finally:
             refresher.cancel()
 
@@ -607,6 +609,10 @@ class _Control:
 
 
 _control = _Control()
+
+#: Handlers of other message types on the control group, by type (hook: rockstar_ws.users
+#: registers its per-user commands here, so one listener per process serves both).
+CONTROL_HANDLERS: dict[str, Callable[[Mapping[str, Any]], Awaitable[None]]] = {}
 
 
 def _tenant_tables_version() -> tuple[Any, ...]:
