@@ -269,3 +269,33 @@ def test_presence_store_follows_the_registry_redis_unless_told(settings):
     config = presence_config()
     assert config.redis == sentinel and config.where == "sentinel master 'mymaster'"
     assert (config.heartbeat, config.ttl, config.interval) == (3.0, 10.0, 1.0)
+
+
+# -- the demo room in a browser -------------------------------------------------------------------
+def test_browser_a_logged_in_user_and_a_guest_see_each_others_names(daphne):
+    pytest.importorskip("playwright")
+    from playwright.sync_api import expect, sync_playwright
+
+    room = f"names-{uuid.uuid4().hex[:6]}"
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+        try:
+            staff = browser.new_context().new_page()  # its own cookies: the session of admin
+            staff.goto(f"{daphne.http_url}/admin/login/?next=/chat/{room}/")
+            staff.fill("#id_username", "admin")
+            staff.fill("#id_password", "admin-password")
+            staff.click("input[type=submit]")
+            expect(staff.locator("#status")).to_contain_text("Connected as admin", timeout=15000)
+            visitor = browser.new_context().new_page()
+            visitor.goto(f"{daphne.http_url}/chat/{room}/")
+            visitor.fill("#name", "bob <i>")
+            visitor.press("#name", "Enter")
+            expect(visitor.locator("#status")).to_contain_text("Connected as bob <i>", timeout=15000)
+            for page in (staff, visitor):
+                members = page.locator("#members li")
+                expect(members).to_have_text(["admin", "bob <i> (guest)"], timeout=15000)
+            expect(staff.locator("#log .presence")).to_contain_text(["bob <i> (guest) joined"], timeout=15000)
+        finally:
+            browser.close()
