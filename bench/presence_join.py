@@ -115,7 +115,9 @@ async def run_case(case: str, port: int, clients: int, over: float, deadline: fl
                     finished = finished or json.loads(raw)["members"] >= clients
             elif '"welcome"' in head:
                 if case == "presence":
-                    finished = name == last or last_entry in raw
+                    # Joined after the last joiner (its update went before this client was in):
+                    # the welcome's count says everyone is here.
+                    finished = name == last or last_entry in raw or json.loads(raw)["users"] >= clients
                 else:
                     finished = json.loads(raw)["members"] >= clients
             if finished and not counted:

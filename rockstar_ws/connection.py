@@ -263,12 +263,14 @@ class WebSocketConnection:
         # presence hook (rockstar_ws/presence/service.py): arguments checked before the group join
         from .presence.service import prepare_join
         presence_join = prepare_join(self, group, presence, info, on_presence)
+        was_member = group in self.groups
         await hub_for(self.ctx.server).join(self, group)
         if presence_join is not None:
             try:
                 await presence_join()
             except BaseException:
-                await hub_for(self.ctx.server).leave(self, group)
+                if not was_member:  # a refused presence join leaves no half-join behind
+                    await hub_for(self.ctx.server).leave(self, group)
                 raise
 
     async def leave(self, group: str) -> None:
