@@ -103,6 +103,7 @@ _TABLE: dict[str, tuple[Any, str]] = {
     "GROUP_PUBLISH_QUEUE_SIZE": (10000, "Broadcasts waiting for the channel layer in one process; over it (layer down or "
                                         "too slow) a broadcast stays local and an ERROR is logged."),
 
+    "PRESENCE": ({}, "Presence store and events: {'REDIS': URL or channels-redis host dict (Sentinel too); absent or None: the live registry's Redis, else in memory; '': in memory}, plus optional KEY_PREFIX, HEARTBEAT, TTL (default the registry's), INTERVAL (1.0 s between a group's updates), MAX_INFO_BYTES (512), MAX_ENTRIES (None)."),
     # -- protection (docs/protection.md) --
     "CHECK_ORIGIN": (None, "Import string of a `check_origin(ctx) -> bool` for every route; None: same host, "
                            "or a host in ALLOWED_ORIGINS."),
