@@ -264,6 +264,13 @@ class WebSocketConnection:
 
         await hub_for(self.ctx.server).leave(self, group)
 
+    # -- pub/sub hook (rockstar_ws/pubsub/route.py) ---------------------------------------
+    async def subscribe(self, group: str, *, since: Any = None, on_publication: Any = None) -> Any:
+        """Subscribe this connection to pub/sub ``group`` of its tenant; see ``rockstar_ws.pubsub.route.subscribe``."""
+        from .pubsub.route import subscribe
+
+        return await subscribe(self, group, since=since, on_publication=on_publication)
+
     # -- helpers -------------------------------------------------------------------------
     async def send_text(self, data: str) -> None:
         """Shortcut for ``write_message(TextMessage, data)``."""
