@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
+import uuid
 
 import pytest
+import redis as redis_lib
 
 from tests.client import InvalidStatus, connect
 from tests.pubsub_client import open_client
-from tests.servers import ROOT
+from tests.servers import ROOT, free_port, wait_for_port
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -221,3 +224,124 @@ async def test_ws_publish_needs_a_cross_process_layer(daphne):
     bad = subprocess.run([sys.executable, str(ROOT / "manage.py"), "ws_publish", "news", "{oops"], cwd=ROOT,
                          env=daphne.env, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "DATA must be JSON" in bad.stderr
+
+
+# -- two daphne processes and Redis ----------------------------------------------------------------
+@pytest.fixture
+def cluster(server_factory, redis_url):
+    """Two daphne processes (A, B) sharing Redis under a key prefix of their own, deleted afterwards."""
+    prefix = f"ps{uuid.uuid4().hex[:8]}"
+    env = {"REDIS_URL": redis_url, "ROCKSTAR_TEST_PREFIX": prefix}
+    a, b = server_factory("daphne", env=env), server_factory("daphne", env=env)
+    yield a, b
+    r = redis_lib.Redis.from_url(redis_url)
+    for key in r.scan_iter(f"{prefix}*"):
+        r.delete(key)
+
+
+async def _position(client, group: str) -> dict:
+    await client.wait_for(lambda: client.pubs(group))
+    last = client.pubs(group)[-1]
+    return {"epoch": last["epoch"], "offset": last["offset"]}
+
+
+async def test_reconnect_to_another_process_receives_exactly_the_50_missed_then_live(cluster):
+    a, b = cluster
+    async with open_client(b) as pub_b:
+        async with open_client(a) as reader:
+            assert "result" in await reader.subscribe("news")
+            await pub_b.command("publish", group="news", data={"src": "B", "n": -1})  # crosses processes
+            since = await _position(reader, "news")
+        ws_publish(a, "news", {"src": "cli"}, count=25)
+        for n in range(25):
+            assert "result" in await pub_b.command("publish", group="news", data={"src": "B", "n": n})
+        async with open_client(b) as reader:
+            reply = (await reader.subscribe("news", since=since))["result"]
+            assert reply["recovered"] is True and reply["catchup"] == 50
+            assert reply["offset"] == since["offset"] + 50 and reply["epoch"] == since["epoch"]
+            await reader.wait_for(lambda: len(reader.pubs()) >= 50)
+            caught = reader.pubs()
+            assert [p["offset"] for p in caught] == list(range(since["offset"] + 1, since["offset"] + 51))
+            assert [p["data"] for p in caught] == [{"src": "cli"}] * 25 + [{"src": "B", "n": n} for n in range(25)]
+            async with open_client(a) as pub_a:
+                for n in range(5):
+                    await pub_a.command("publish", group="news", data={"src": "A", "n": n})
+            await reader.wait_for(lambda: len(reader.pubs()) >= 55)
+            assert [p["data"] for p in reader.pubs()[50:]] == [{"src": "A", "n": n} for n in range(5)]
+            assert [p["offset"] for p in reader.pubs()] == list(range(since["offset"] + 1, since["offset"] + 56))
+
+
+async def test_recovery_under_a_steady_publish_rate_has_no_gap_and_no_duplicate(cluster):
+    a, b = cluster
+    async with open_client(a) as reader:
+        await reader.subscribe("news")
+        async with open_client(a) as p:
+            await p.command("publish", group="news", data="start")
+        since = await _position(reader, "news")
+    ws_publish(b, "news", "missed", count=25)
+    published: list[int] = []
+    stop, more = asyncio.Event(), asyncio.Event()
+
+    async def published_at_least(n: int) -> None:
+        async with asyncio.timeout(60):
+            while len(published) < n:
+                more.clear()
+                await more.wait()
+
+    async def steady(server) -> None:  # about 50 publications/s from each process, replies awaited
+        async with open_client(server) as p:
+            while not stop.is_set():
+                r = await p.command("publish", group="news", data="steady")
+                published.append(r["result"]["offset"])
+                more.set()
+                await asyncio.sleep(0.02)  # pacing of the publisher, not a wait for a result
+
+    publishers = [asyncio.ensure_future(steady(a)), asyncio.ensure_future(steady(b))]
+    try:
+        await asyncio.sleep(0)  # let the publishers start before the catch-up
+        async with open_client(b) as reader:
+            await published_at_least(10)
+            reply = (await reader.subscribe("news", since=since))["result"]
+            assert reply["recovered"] is True and reply["catchup"] >= 25
+            await published_at_least(reply["catchup"] + 60)  # live ones keep coming meanwhile
+            stop.set()
+            await asyncio.gather(*publishers)
+            top = max(published)
+            await reader.wait_for(lambda: reader.pubs() and reader.pubs()[-1]["offset"] >= top)
+            offsets = [p["offset"] for p in reader.pubs()]
+            assert offsets == list(range(since["offset"] + 1, top + 1))  # every one, once, in order
+            assert [p["data"] for p in reader.pubs()[:25]] == ["missed"] * 25
+    finally:
+        stop.set()
+        await asyncio.gather(*publishers, return_exceptions=True)
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server of this test on a free port (it may be flushed), without persistence."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    wait_for_port(port, proc)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+async def test_after_redis_lost_its_data_recovery_says_recovered_false(server_factory, own_redis):
+    server = server_factory("daphne", env={"REDIS_URL": own_redis, "ROCKSTAR_TEST_PREFIX": "own"})
+    async with open_client(server) as c:
+        await c.subscribe("news")
+        await c.command("publish", group="news", data=1)
+        since = await _position(c, "news")
+    redis_lib.Redis.from_url(own_redis).flushall()
+    async with open_client(server) as c:
+        reply = (await c.subscribe("news", since=since))["result"]
+        assert reply["recovered"] is False and reply["catchup"] == 0
+        assert reply["epoch"] != since["epoch"] and reply["offset"] == 0
+        await c.command("publish", group="news", data=2)  # the stream goes on in its new epoch
+        await c.wait_for(lambda: c.pubs())
+        assert c.pubs()[0]["offset"] == 1 and c.pubs()[0]["epoch"] == reply["epoch"]
