@@ -284,11 +284,7 @@ def test_500_clients_dropped_by_a_restart_come_back_spread_out(browser, server_f
         page.context.close()
 
 
-# -- pub/sub routes: to be enabled when server.register_pubsub_route exists ------------------
-PUBSUB = pytest.mark.skip(reason="pub/sub route not wired yet")
-
-
-@PUBSUB
+# -- pub/sub routes (tests/testapp/pubsub_routes.py) -----------------------------------------
 def test_pubsub_recovers_20_publications_made_while_the_server_was_down(browser, server_factory, redis_url):
     import subprocess
     import sys
@@ -296,7 +292,7 @@ def test_pubsub_recovers_20_publications_made_while_the_server_was_down(browser,
 
     from tests.servers import ROOT
 
-    env = {"ROCKSTAR_TEST_PREFIX": f"t{uuid.uuid4().hex[:8]}", "CHANNEL_LAYER": "redis"}
+    env = {"ROCKSTAR_TEST_PREFIX": f"t{uuid.uuid4().hex[:8]}", "REDIS_URL": redis_url}
     server = server_factory("daphne", env=env)
     page = open_page(browser, server)
     page.evaluate("""() => {
@@ -322,14 +318,13 @@ def test_pubsub_recovers_20_publications_made_while_the_server_was_down(browser,
     assert page.evaluate("T.failed") == []
 
 
-@PUBSUB
 def test_pubsub_reports_recovered_false_when_the_history_is_gone(browser, server_factory, redis_url):
     import uuid
 
     import redis
 
     prefix = f"t{uuid.uuid4().hex[:8]}"
-    server = server_factory("daphne", env={"ROCKSTAR_TEST_PREFIX": prefix, "CHANNEL_LAYER": "redis"})
+    server = server_factory("daphne", env={"ROCKSTAR_TEST_PREFIX": prefix, "REDIS_URL": redis_url})
     page = open_page(browser, server)
     page.evaluate("""() => {
       const c = T.pubsub = new T.rs.RockstarClient(`ws://${location.host}/ws/test/pubsub`, {pubsub: true});
@@ -351,7 +346,6 @@ def test_pubsub_reports_recovered_false_when_the_history_is_gone(browser, server
     assert page.evaluate("T.failed[0].since.offset") is not None
 
 
-@PUBSUB
 def test_pubsub_presence_and_publish_replies(browser, server_factory):
     server = server_factory("daphne")
     page = open_page(browser, server)
@@ -367,12 +361,11 @@ def test_pubsub_presence_and_publish_replies(browser, server_factory):
     assert result["presence"]["clients"] == 1 and "offset" in result["reply"]
 
 
-@PUBSUB
 def test_pubsub_resubscribes_after_a_reconnect(browser, server_factory, redis_url):
     import uuid
 
     server = server_factory("daphne", env={"ROCKSTAR_TEST_PREFIX": f"t{uuid.uuid4().hex[:8]}",
-                                           "CHANNEL_LAYER": "redis"})
+                                           "REDIS_URL": redis_url})
     page = open_page(browser, server)
     page.evaluate("""() => {
       const c = T.pubsub = new T.rs.RockstarClient(`ws://${location.host}/ws/test/pubsub`, {pubsub: true});

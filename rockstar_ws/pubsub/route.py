@@ -225,11 +225,11 @@ class PubSubHandler:
                 await session.conn.send_text(_reply(cid, result))
                 for p in catch.publications:
                     await session.conn.send_text(p.data if isinstance(p.data, str) else p.data.decode())
-            if present:
-                from rockstar_ws.pubsub import presence
 
-                await presence.watch(self.server, sub, principal, pushes=wants_presence)
+        if present:  # before the reply: a presence command right after subscribe counts this one
+            from rockstar_ws.pubsub import presence
 
+            await presence.watch(self.server, sub, principal, pushes=wants_presence)
         session.call(start)
         return None
 
