@@ -378,3 +378,28 @@ def test_pubsub_resubscribes_after_a_reconnect(browser, server_factory, redis_ur
     wait(page, "T.subscribed.length >= 2", timeout=60)
     # The history lives in Redis, not in the killed process: the position is recovered.
     assert page.evaluate("T.subscribed[1].recovered") is True
+
+
+def test_the_live_demo_page_shows_news_and_a_room_with_presence(browser, server_factory, redis_url):
+    import subprocess
+    import sys
+    import uuid
+
+    from tests.servers import ROOT
+
+    server = server_factory("daphne", env={"ROCKSTAR_TEST_PREFIX": f"t{uuid.uuid4().hex[:8]}", "REDIS_URL": redis_url})
+    page = browser.new_page()
+    page.goto(f"{server.http_url}/live/")
+    wait(page, "window.live && window.live.getSubscription('news').state === 'subscribed'")
+    subprocess.run([sys.executable, str(ROOT / "manage.py"), "ws_publish", "news",
+                    json.dumps({"title": "from the shell", "by": "ops"})],
+                   cwd=ROOT, env={**server.env}, check=True, timeout=60)
+    wait(page, "document.getElementById('news').textContent.includes('from the shell (ops)')")
+    page.fill("#password", "alice-password")
+    page.click("#login button")
+    wait(page, "window.live.getSubscription('room.lobby') && "
+               "window.live.getSubscription('room.lobby').state === 'subscribed'")
+    page.click("#say button")
+    wait(page, "document.getElementById('room').textContent.includes('alice: hi')")
+    wait(page, "document.getElementById('who').textContent.startsWith('1 connection(s)')")
+    page.close()
