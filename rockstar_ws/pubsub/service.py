@@ -215,6 +215,9 @@ class Session:
             if sub.merge is None:
                 await sub.deliver(text)
             return
+        if sub.merge.advance(pub):  # the next one, in order: no lock, no list
+            await sub.deliver(text, pub)
+            return
         try:
             out = await sub.merge.live(pub)
         except Unrecoverable as exc:
@@ -295,6 +298,7 @@ class PubSub:
         #: hub group -> the local subscriptions of its stream
         self.streams: dict[str, dict[Subscription, None]] = {}
         self._attaching: dict[str, asyncio.Future[None]] = {}
+        self._batches: dict[tuple[asyncio.AbstractEventLoop, str], _Batch] = {}
         self._sessions: weakref.WeakKeyDictionary[WebSocketConnection, Session] = weakref.WeakKeyDictionary()
 
     # -- configuration -------------------------------------------------------------------
@@ -367,15 +371,21 @@ class PubSub:
             raise ValueError("tenant must be a non-empty string or None")
         stream = namespaced(group, tenant)
         rule = self.history.rule_for(group)
-        position = None
-        if rule is not None:
-            position = await self.store().append(stream, data_json, size=rule.size, ttl=rule.ttl)
         from rockstar_ws import groups
         from rockstar_ws.messages import TextMessage
 
-        delivered = await groups.broadcast(self.server, hub_group(stream), TextMessage,
-                                           push_text(group, data_json, position))
-        return PublishResult(position, delivered)
+        if rule is None:
+            delivered = await groups.broadcast(self.server, hub_group(stream), TextMessage,
+                                               push_text(group, data_json, None))
+            return PublishResult(None, delivered)
+        # Publications of one stream in this process queue for one writer that appends them in
+        # batches (one round trip each) and fans them out in offset order: out of order, every
+        # subscriber would see a gap and read the history to fill it.
+        key = (asyncio.get_running_loop(), stream)
+        batch = self._batches.get(key)
+        if batch is None:
+            batch = self._batches[key] = _Batch(self, stream, group, rule)
+        return await batch.add(data_json)
 
     # -- fan-out -------------------------------------------------------------------------
     async def attach(self, sub: Subscription) -> None:
@@ -441,6 +451,55 @@ class PubSub:
         for sub in tuple(subs):
             if sub.active:
                 sub.session.live(sub, text, pub)
+
+
+class _Batch:
+    """The publications of one stream waiting for their append, written by one task."""
+
+    MAX = 256
+
+    def __init__(self, service: PubSub, stream: str, group: str, rule: HistoryRule) -> None:
+        self.service, self.stream, self.group, self.rule = service, stream, group, rule
+        self.queue: deque[tuple[str, asyncio.Future[PublishResult]]] = deque()
+        self.task: asyncio.Task[None] | None = None
+
+    async def add(self, data_json: str) -> PublishResult:
+        fut: asyncio.Future[PublishResult] = asyncio.get_running_loop().create_future()
+        self.queue.append((data_json, fut))
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._run())
+        return await fut
+
+    async def _run(self) -> None:
+        from rockstar_ws import groups
+        from rockstar_ws.messages import TextMessage
+
+        try:
+            while self.queue:
+                items = [self.queue.popleft() for _ in range(min(self.MAX, len(self.queue)))]
+                try:
+                    positions = await self.service.store().append_many(
+                        self.stream, [d for d, _ in items], size=self.rule.size, ttl=self.rule.ttl)
+                except Exception as exc:
+                    for _, fut in items:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    continue
+                name = hub_group(self.stream)
+                for (data_json, fut), position in zip(items, positions, strict=True):
+                    try:
+                        delivered = await groups.broadcast(self.service.server, name, TextMessage,
+                                                           push_text(self.group, data_json, position))
+                    except Exception as exc:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                        continue
+                    if not fut.done():
+                        fut.set_result(PublishResult(position, delivered))
+        finally:
+            self.task = None
+            if not self.queue:
+                self.service._batches.pop((asyncio.get_running_loop(), self.stream), None)
 
 
 _background: set[asyncio.Task[Any]] = set()
