@@ -14,6 +14,7 @@ class RockstarWsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks, registry, tenants  # noqa: F401  (registers their system checks)
+        from .presence import service  # noqa: F401  (presence hook: its PRESENCE check)
 
         # A broken configuration stops the process here (daphne, uvicorn and runserver import the
         # app before they listen), with the text `manage.py check` prints, instead of answering

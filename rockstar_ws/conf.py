@@ -100,6 +100,8 @@ _TABLE: dict[str, tuple[Any, str]] = {
     "GROUP_PUBLISH_QUEUE_SIZE": (10000, "Broadcasts waiting for the channel layer in one process; over it (layer down or "
                                         "too slow) a broadcast stays local and an ERROR is logged."),
 
+    "PRESENCE": ({}, "Presence store and events: {'REDIS': URL or channels-redis host dict (Sentinel too); absent or None: the live registry's Redis, else in memory; '': in memory}, plus optional KEY_PREFIX, HEARTBEAT, TTL (default the registry's), INTERVAL (1.0 s between a group's updates), MAX_INFO_BYTES (512), MAX_ENTRIES (None)."),
+
     # -- pub/sub routes (docs/protocol.md, docs/pubsub.md) --
     "PUBSUB_PERMISSIONS": ([], "Rules of pub/sub routes registered without permissions=: a list of dicts "
                                "{'pattern', 'subscribe', 'publish', 'presence'} (docs/protocol.md, \"Permissions\"); "

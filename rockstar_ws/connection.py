@@ -248,21 +248,38 @@ class WebSocketConnection:
                 return
 
     # -- broadcast groups (groups.py) ---------------------------------------------------
-    async def join(self, group: str) -> None:
+    async def join(self, group: str, *, presence: bool = False, info: dict[str, Any] | None = None,
+                   on_presence: Callable[[Any], Awaitable[None]] | None = None) -> None:
         """Join broadcast ``group`` (in every process); left automatically when the connection ends.
 
+        With ``presence=True`` the connection is also listed by ``server.presence(group)`` with its
+        public ``info`` (a small JSON object), and ``on_presence`` (optional) is called with each
+        coalesced :class:`~rockstar_ws.presence.PresenceUpdate` of the group (docs/presence.md).
         Raises :class:`~rockstar_ws.groups.InvalidGroupName` for a name the channel layer cannot
         carry, :class:`ConnectionClosed` when the connection has ended.
         """
         from .groups import hub_for
 
+        # presence hook (rockstar_ws/presence/service.py): arguments checked before the group join
+        from .presence.service import prepare_join
+        presence_join = prepare_join(self, group, presence, info, on_presence)
+        was_member = group in self.groups
         await hub_for(self.ctx.server).join(self, group)
+        if presence_join is not None:
+            try:
+                await presence_join()
+            except BaseException:
+                if not was_member:  # a refused presence join leaves no half-join behind
+                    await hub_for(self.ctx.server).leave(self, group)
+                raise
 
     async def leave(self, group: str) -> None:
-        """Leave broadcast ``group``; no-op when not a member."""
+        """Leave broadcast ``group`` (and its presence); no-op when not a member."""
         from .groups import hub_for
 
         await hub_for(self.ctx.server).leave(self, group)
+        from .presence.service import leave_presence  # presence hook
+        await leave_presence(self, group)
 
     # -- pub/sub hook (rockstar_ws/pubsub/route.py) ---------------------------------------
     async def subscribe(self, group: str, *, since: Any = None, on_publication: Any = None) -> Any:

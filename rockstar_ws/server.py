@@ -229,6 +229,32 @@ class WebSocketServer:
         hub = getattr(self, "_group_hub", None)
         return hub.local_size(group) if hub is not None else 0
 
+    # -- presence (hook: rockstar_ws/presence/service.py, docs/presence.md) ---------------
+    async def presence(self, group: str) -> list[Any]:
+        """The members of ``group`` joined with ``presence=True``, in every process, oldest first
+        (:class:`~rockstar_ws.presence.Member`; ``member.public_dict()`` for JSON)."""
+        from .presence import service
+
+        return await service.presence(self, group)
+
+    async def presence_stats(self, group: str) -> Any:
+        """``PresenceStats(connections, users)`` of ``group``, in every process."""
+        from .presence import service
+
+        return await service.presence_stats(self, group)
+
+    def presence_sync(self, group: str) -> list[Any]:
+        """Blocking :meth:`presence` for Django views, signals and management commands."""
+        from asgiref.sync import async_to_sync
+
+        return async_to_sync(self.presence)(group)
+
+    def presence_stats_sync(self, group: str) -> Any:
+        """Blocking :meth:`presence_stats`."""
+        from asgiref.sync import async_to_sync
+
+        return async_to_sync(self.presence_stats)(group)
+
     # -- what the consumer asks of the server ---------------------------------------------
     @property
     def auth_manager(self) -> AuthManager:

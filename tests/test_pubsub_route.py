@@ -345,3 +345,15 @@ async def test_after_redis_lost_its_data_recovery_says_recovered_false(server_fa
         await c.command("publish", group="news", data=2)  # the stream goes on in its new epoch
         await c.wait_for(lambda: c.pubs())
         assert c.pubs()[0]["offset"] == 1 and c.pubs()[0]["epoch"] == reply["epoch"]
+
+
+async def test_presence_command_and_join_leave_pushes(daphne):
+    async with open_client(daphne) as a:
+        assert "result" in await a.subscribe("room.presence", presence=True)
+        async with open_client(daphne) as b:
+            assert "result" in await b.subscribe("room.presence")
+            await a.wait_for(lambda: any(p.get("type") == "join" for p in a.pushes))
+            assert (await a.command("presence", group="room.presence"))["result"]["clients"] == 2
+        await a.wait_for(lambda: any(p.get("type") == "leave" for p in a.pushes))
+        assert (await a.command("presence", group="room.presence"))["result"] == {"clients": 1, "users": []}
+        assert (await a.command("presence", group="news"))["error"]["code"] in ("forbidden", "not_subscribed")

@@ -437,11 +437,13 @@ class RedisPresenceStore(PresenceStore):
     heartbeat, so that the live processes' heartbeats (which sweep the groups they share) still
     find what a dead process left and can report its users' leaves through ``on_expired``
     (called with the group and one member per user whose last connection was there).
+    ``client_factory``, when given, builds the Redis client (``url`` then only names it in logs).
     """
 
     def __init__(self, url: str, *, prefix: str = "rockstar_ws:presence:", heartbeat: float = 3.0,
                  ttl: float = 10.0, timeout: float = 1.0, process: str | None = None,
-                 max_info_bytes: int = DEFAULT_MAX_INFO_BYTES, on_expired: ExpiredHandler | None = None) -> None:
+                 max_info_bytes: int = DEFAULT_MAX_INFO_BYTES, on_expired: ExpiredHandler | None = None,
+                 client_factory: Callable[[], Any] | None = None) -> None:
         super().__init__(process=process, max_info_bytes=max_info_bytes)
         if not heartbeat > 0 or ttl < 2 * heartbeat:
             raise PresenceError(f"ttl ({ttl}) must be at least twice heartbeat ({heartbeat}), and heartbeat > 0")
@@ -451,6 +453,9 @@ class RedisPresenceStore(PresenceStore):
         self.ttl = float(ttl)
         self.timeout = float(timeout)
         self.on_expired = on_expired
+        #: Builds the ``redis.asyncio`` client instead of ``url`` (a Sentinel master, say); called
+        #: once per event loop.
+        self.client_factory = client_factory
         self._alive_ms = str(int(self.ttl * 1000))
         self._data_ms = str(int(self.ttl * 3000))
         self._client: Any = None
@@ -472,12 +477,15 @@ class RedisPresenceStore(PresenceStore):
         if self._client is None or self._loop is not loop:
             import redis.asyncio as aioredis
 
-            # Many joins at once wait for a pooled connection instead of failing with
-            # MaxConnectionsError, as the live registry's do.
-            pool = aioredis.BlockingConnectionPool.from_url(
-                self.url, max_connections=32, timeout=self.timeout,
-                socket_timeout=self.timeout, socket_connect_timeout=self.timeout)
-            self._client = aioredis.Redis(connection_pool=pool)
+            if self.client_factory is not None:
+                self._client = self.client_factory()
+            else:
+                # Many joins at once wait for a pooled connection instead of failing with
+                # MaxConnectionsError, as the live registry's do.
+                pool = aioredis.BlockingConnectionPool.from_url(
+                    self.url, max_connections=32, timeout=self.timeout,
+                    socket_timeout=self.timeout, socket_connect_timeout=self.timeout)
+                self._client = aioredis.Redis(connection_pool=pool)
             self._scripts = {name: self._client.register_script(src) for name, src in (
                 ("join", _JOIN), ("leave", _LEAVE), ("members", _MEMBERS), ("stats", _STATS),
                 ("heartbeat", _HEARTBEAT), ("resync", _RESYNC))}
