@@ -104,6 +104,15 @@ _TABLE: dict[str, tuple[Any, str]] = {
                                         "too slow) a broadcast stays local and an ERROR is logged."),
 
     "PRESENCE": ({}, "Presence store and events: {'REDIS': URL or channels-redis host dict (Sentinel too); absent or None: the live registry's Redis, else in memory; '': in memory}, plus optional KEY_PREFIX, HEARTBEAT, TTL (default the registry's), INTERVAL (1.0 s between a group's updates), MAX_INFO_BYTES (512), MAX_ENTRIES (None)."),
+
+    # -- pub/sub routes (docs/protocol.md, docs/pubsub.md) --
+    "PUBSUB_PERMISSIONS": ([], "Rules of pub/sub routes registered without permissions=: a list of dicts "
+                               "{'pattern', 'subscribe', 'publish', 'presence'} (docs/protocol.md, \"Permissions\"); "
+                               "a group no pattern fits is refused."),
+    "PUBSUB_HISTORY": ({}, "History of pub/sub groups: {'GROUPS': [{'pattern', 'size', 'ttl'}], 'REDIS', 'KEY_PREFIX', "
+                           "'META_TTL', 'RECOVERY_LIMIT'}; a group no GROUPS pattern fits has none. REDIS absent: the "
+                           "live registry's Redis when there is one, else memory (docs/pubsub.md)."),
+
     # -- protection (docs/protection.md) --
     "CHECK_ORIGIN": (None, "Import string of a `check_origin(ctx) -> bool` for every route; None: same host, "
                            "or a host in ALLOWED_ORIGINS."),

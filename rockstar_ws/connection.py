@@ -281,6 +281,13 @@ class WebSocketConnection:
         from .presence.service import leave_presence  # presence hook
         await leave_presence(self, group)
 
+    # -- pub/sub hook (rockstar_ws/pubsub/route.py) ---------------------------------------
+    async def subscribe(self, group: str, *, since: Any = None, on_publication: Any = None) -> Any:
+        """Subscribe this connection to pub/sub ``group`` of its tenant; see ``rockstar_ws.pubsub.route.subscribe``."""
+        from .pubsub.route import subscribe
+
+        return await subscribe(self, group, since=since, on_publication=on_publication)
+
     # -- helpers -------------------------------------------------------------------------
     async def send_text(self, data: str) -> None:
         """Shortcut for ``write_message(TextMessage, data)``."""

@@ -116,6 +116,52 @@ class WebSocketServer(UserDelivery):
             return handler
         return decorator
 
+    # -- pub/sub hook (rockstar_ws/pubsub/route.py, docs/protocol.md) ---------------------
+    def register_pubsub_route(self, path: str, *, permissions: Any = None, history: Any = None,
+                              middleware: Sequence[Middleware] | None = None, authenticated: bool = False,
+                              allowed_scopes: Sequence[str] | None = None, require_all_scopes: bool = False,
+                              host: str | None = None, tenant: str | None = None, name: str | None = None,
+                              max_subscriptions: int = 100, **options: Any) -> Route:
+        """Register a route speaking the pub/sub protocol (``rockstar.pubsub.v1``, docs/protocol.md).
+
+        ``permissions``: a ``Permissions``, a list of ``Rule`` or of settings-style dicts (None:
+        ``PUBSUB_PERMISSIONS``). ``history``: a ``PUBSUB_HISTORY``-shaped dict for this server's
+        streams (None: the setting). ``authenticated``/``allowed_scopes``/``host`` as for other routes.
+        """
+        from .pubsub.route import register
+
+        return register(self, path, permissions=permissions, history=history, middleware=middleware,
+                        authenticated=authenticated or bool(allowed_scopes), allowed_scopes=allowed_scopes,
+                        require_all_scopes=require_all_scopes, host=host, tenant=tenant, name=name,
+                        max_subscriptions=max_subscriptions, defined_at=caller_site(), options=options)
+
+    def register_authenticated_pubsub_route(self, path: str, allowed_scopes: Sequence[str] | None = None,
+                                            **kw: Any) -> Route:
+        """The authenticated twin of :meth:`register_pubsub_route` (a valid token is required)."""
+        return self.register_pubsub_route(path, authenticated=True, allowed_scopes=allowed_scopes, **kw)
+
+    def register_pubsub_host_route(self, host: str, path: str, **kw: Any) -> Route:
+        """:meth:`register_pubsub_route` for one host (``"*.example.com"`` too)."""
+        return self.register_pubsub_route(path, host=host, **kw)
+
+    def register_authenticated_pubsub_host_route(self, host: str, path: str,
+                                                 allowed_scopes: Sequence[str] | None = None, **kw: Any) -> Route:
+        """The authenticated twin of :meth:`register_pubsub_host_route`."""
+        return self.register_pubsub_route(path, host=host, authenticated=True, allowed_scopes=allowed_scopes, **kw)
+
+    async def publish(self, group: str, data: Any, *, tenant: str | None = None) -> Any:
+        """Publish JSON ``data`` to pub/sub ``group`` of ``tenant`` (None: connections of no tenant),
+        through the history when one is configured, in every process. Returns a ``PublishResult``."""
+        from .pubsub.service import pubsub_for
+
+        return await pubsub_for(self).publish(group, data, tenant=tenant)
+
+    def publish_sync(self, group: str, data: Any, *, tenant: str | None = None) -> Any:
+        """Blocking :meth:`publish` for Django views, signals and management commands."""
+        from asgiref.sync import async_to_sync
+
+        return async_to_sync(self.publish)(group, data, tenant=tenant)
+
     def set_upgrader(self, upgrader: Upgrader | None = None, **fields: Any) -> Upgrader:
         """Replace the upgrader (``set_upgrader(Upgrader(...))``) or change some of its fields."""
         if upgrader is not None and fields:
@@ -157,8 +203,12 @@ class WebSocketServer(UserDelivery):
         :class:`~rockstar_ws.groups.BroadcastError` instead.
         """
         from . import groups
+        from .pubsub.service import broadcast_hook  # pub/sub hook: a group with history stores first
 
-        return await groups.broadcast(self, group, message_type, data, exclude, strict=strict)
+        stored = await broadcast_hook(self, group, message_type, data)
+        if stored is not None and not groups._NAME_RE.match(group):
+            return stored
+        return await groups.broadcast(self, group, message_type, data, exclude, strict=strict) + (stored or 0)
 
     def broadcast_sync(self, group: str, message_type: int, data: str | bytes, exclude: Any = None,
                        *, strict: bool = False) -> int:
@@ -247,6 +297,9 @@ class WebSocketServer(UserDelivery):
         coroutine function to call when the connection ends.
         """
         ctx.upgrader = effective_upgrader(ctx.route, self.upgrader)
+        before = getattr(ctx.route.handler, "before_accept", None)  # pub/sub hook: version, optional token
+        if before is not None:
+            await before(ctx)
         if ctx.tenant is not None:
             tenants.apply_tenant_settings(ctx)
         upgrader = ctx.upgrader

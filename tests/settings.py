@@ -32,6 +32,17 @@ if os.environ.get("ROCKSTAR_TEST_PREFIX"):
     ROCKSTAR_WS["REGISTRY_KEY_PREFIX"] = os.environ["ROCKSTAR_TEST_PREFIX"] + ":live:"
     if "CONFIG" in CHANNEL_LAYERS["default"]:
         CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = os.environ["ROCKSTAR_TEST_PREFIX"]
+# Pub/sub history of the test routes (tests/testapp/pubsub_routes.py): short.* keeps 5, brief.* 1 s.
+ROCKSTAR_WS["PUBSUB_HISTORY"] = {"GROUPS": [
+    {"pattern": "news", "size": 1000, "ttl": 600},
+    {"pattern": "room.*", "size": 100, "ttl": 600},
+    {"pattern": "short.*", "size": 5, "ttl": 600},
+    {"pattern": "brief.*", "size": 100, "ttl": 1},
+    {"pattern": "user:*", "size": 20, "ttl": 600},
+    {"pattern": "tenant:*", "size": 20, "ttl": 600},
+]}
+if os.environ.get("ROCKSTAR_TEST_PREFIX") and os.environ.get("REDIS_URL"):
+    ROCKSTAR_WS["PUBSUB_HISTORY"]["KEY_PREFIX"] = os.environ["ROCKSTAR_TEST_PREFIX"] + ":history:"
 ROCKSTAR_WS.update(json.loads(os.environ.get("ROCKSTAR_TEST_WS_SETTINGS", "{}")))
 
 # Short-lived access tokens for the JS client's refresh tests (SimpleJWT's views issue them).

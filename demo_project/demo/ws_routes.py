@@ -155,3 +155,13 @@ ws.register_authenticated_route("/ws/private", private_handler, allowed_scopes=[
 # so this one refuses with close codes the page can show (4401 token, 4403 scope).
 ws.register_authenticated_route("/ws/private-browser", private_handler, allowed_scopes=["chat:write"],
                                 refusal_mode="close")
+
+
+# Subscriptions (docs/protocol.md): one pub/sub route, groups decided by rules. A token is
+# optional here: news is open to anyone; room.<name> and user:<id> need one. The history of
+# each group (N publications for T seconds) is PUBSUB_HISTORY in demo_project/settings.py.
+ws.register_pubsub_route("/ws/live", permissions=[
+    {"pattern": "news", "subscribe": "anyone", "publish": "nobody"},  # only the server publishes
+    {"pattern": "room.*", "subscribe": "authenticated", "publish": "authenticated", "presence": "authenticated"},
+    {"pattern": "user:{user_id}", "subscribe": "user"},
+])

@@ -197,4 +197,4 @@ async def state_handler(ctx: Context, conn: WebSocketConnection) -> None:
 
 ws.register_route("/ws/test/state", state_handler, [_mw("route")])
 
-from . import auth_routes, client_routes, live_routes, presence_routes, ws_group_routes  # noqa: E402, F401  (routes of other test modules)
+from . import auth_routes, client_routes, live_routes, presence_routes, pubsub_routes, ws_group_routes  # noqa: E402, F401  (routes of other test modules)
