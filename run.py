@@ -8,8 +8,9 @@ Usage: python3 run.py demo [--redis] [ADDRESS]
   127.0.0.1:8000; e.g. ``0.0.0.0:8000`` or ``8080``), daphne through ``manage.py runserver``.
   ``--redis`` uses the local Redis at 127.0.0.1:6379 (``REDIS_URL``) instead of the embedded
   in-memory channel layer.
-* ``test``: virtualenv, install, Redis up (started if installed but stopped), Chromium present
-  (installed from Debian's packages when running as root), ``ruff check``, ``lint-imports``,
+* ``test``: virtualenv, install, Redis up (started if installed but stopped), ``redis-sentinel``
+  and Chromium present (installed from Debian's packages when running as root; the Sentinel tests
+  start their own master, replica and sentinel), ``ruff check``, ``lint-imports``,
   ``mypy rockstar_ws``, then pytest.
   Extra arguments go to pytest. Under ``CI=true`` nothing that needs Redis or Chromium is skipped.
 
@@ -98,6 +99,14 @@ def ensure_redis() -> bool:
     return False
 
 
+def ensure_sentinel() -> bool:
+    """The binaries of the Sentinel tests (tests/sentinel.py starts its own master, replica and
+    sentinel on free ports from them; nothing is started here)."""
+    if not shutil.which("redis-sentinel"):
+        apt_install("redis-sentinel")
+    return bool(shutil.which("redis-server") and shutil.which("redis-sentinel"))
+
+
 def ensure_chromium() -> bool:
     if shutil.which("chromium"):
         return True
@@ -126,9 +135,13 @@ def cmd_test(args: list[str]) -> None:
     ensure_venv()
     ci = os.environ.get("CI", "").lower() == "true"
     redis_ok = ensure_redis()
+    sentinel_ok = ensure_sentinel()
     chromium_ok = ensure_chromium()
     if ci and not redis_ok:
         sys.exit("CI: Redis is not reachable on 127.0.0.1:6379 and could not be started; Redis tests cannot run")
+    if ci and not sentinel_ok:
+        sys.exit("CI: redis-server and redis-sentinel are not installed and could not be installed; "
+                 "the Sentinel failover tests cannot run")
     if ci and not chromium_ok:
         sys.exit("CI: Chromium is not installed and could not be installed; browser tests cannot run")
     # Each step fails the run: style (ruff), the layers of docs/architecture.md (import-linter,

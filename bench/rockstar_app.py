@@ -5,7 +5,8 @@ Routes: ``/bench/echo`` (the reference's echo), ``/bench/echo-mw3`` (the same ec
 chain of three pass-through middleware), ``/bench/private`` (the echo on an authenticated route),
 ``/bench/group`` (a broadcast receiver: joins the ``bench`` group and waits) and
 ``/bench/group-send`` (the broadcast sender: each message it receives goes to the ``bench`` group),
-the twins of bench/plain_channels.py's group consumers.
+the twins of bench/plain_channels.py's group consumers. ``application_authstack`` is the same
+behind Channels' ``AuthMiddlewareStack``, as the demo serves it.
 """
 
 import os
@@ -15,6 +16,7 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
 django_asgi_app = get_asgi_application()
 
+from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
 from rockstar_ws import Context, WebSocketConnection  # noqa: E402
@@ -63,4 +65,11 @@ ws.register_authenticated_route("/bench/private", echo)
 application = ProtocolTypeRouter({
     "http": django_asgi_app,
     "websocket": ws,
+})
+
+# As the demo (and the README's asgi.py) serves it: the session and user middleware of Channels
+# around the server. The echo row through it shows what that wrapping costs per message.
+application_authstack = ProtocolTypeRouter({
+    "http": django_asgi_app,
+    "websocket": AuthMiddlewareStack(ws),
 })

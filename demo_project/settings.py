@@ -88,6 +88,13 @@ ROCKSTAR_WS: dict[str, Any] = {
     # What /api/token/ puts into tokens (rockstar_ws.auth.serializers): the user's DemoGrant.
     "TOKEN_SCOPES": "demo_project.demo.grants.scopes",
     "TOKEN_TENANT": "demo_project.demo.grants.tenant",
+    # History of the /ws/live pub/sub groups (docs/pubsub.md): in the channel layer's Redis when
+    # REDIS_URL is set, else in memory.
+    "PUBSUB_HISTORY": {"GROUPS": [
+        {"pattern": "news", "size": 100, "ttl": 24 * 3600},
+        {"pattern": "room.*", "size": 50, "ttl": 3600},
+        {"pattern": "user:*", "size": 20, "ttl": 3600},
+    ]},
 }
 
 REST_FRAMEWORK = {

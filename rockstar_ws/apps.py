@@ -17,6 +17,7 @@ class RockstarWsConfig(AppConfig):
             checks,
             tenants,
         )
+        from .presence import service  # noqa: F401  (registers the PRESENCE system check)
 
         # A broken configuration stops the process here (daphne, uvicorn and runserver import the
         # app before they listen), with the text `manage.py check` prints, instead of answering
@@ -33,3 +34,7 @@ class RockstarWsConfig(AppConfig):
         tenants.connect_signals()
         tenants.install(default_server)
         install_registry(default_server)  # the live-connection registry and limits (LIVE_REGISTRY)
+        from . import users  # hook: per-user delivery and revocation (docs/users.md)
+
+        users.install(default_server)
+        users.connect_signals()

@@ -11,4 +11,6 @@ urlpatterns = [
     path("api/token/", TokenObtainPairView.as_view(), name="token_obtain_pair"),
     path("api/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
     path("chat/<slug:room>/", views.chat_room, name="demo-chat"),
+    path("live/", views.live, name="demo-live"),
+    path("live/news/", views.live_news, name="demo-live-news"),
 ]

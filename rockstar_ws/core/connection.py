@@ -49,13 +49,20 @@ logger = logging.getLogger("rockstar_ws")
 
 
 class GroupMembership(Protocol):
-    """What ``conn.join()`` and ``conn.leave()`` delegate to (rockstar_ws.groups' hub)."""
+    """What ``conn.join()``, ``conn.leave()`` and ``conn.subscribe()`` delegate to: the engine's
+    composition of the group hub, presence and pub/sub (rockstar_ws.engine.membership)."""
 
-    async def join(self, conn: WebSocketConnection, group: str) -> None:
-        """Add ``conn`` to ``group``."""
+    async def join(self, conn: WebSocketConnection, group: str, *, presence: bool = False,
+                   info: dict[str, Any] | None = None,
+                   on_presence: Callable[[Any], Awaitable[None]] | None = None) -> None:
+        """Add ``conn`` to ``group`` (and to its presence with ``presence=True``)."""
 
     async def leave(self, conn: WebSocketConnection, group: str) -> None:
-        """Remove ``conn`` from ``group``."""
+        """Remove ``conn`` from ``group`` (and its presence)."""
+
+    async def subscribe(self, conn: WebSocketConnection, group: str, *, since: Any = None,
+                        on_publication: Any = None) -> Any:
+        """Subscribe ``conn`` to pub/sub ``group`` of its tenant."""
 
 
 class Guard(Protocol):
@@ -363,17 +370,25 @@ class WebSocketConnection:
                 return
 
     # -- broadcast groups (groups.py) ---------------------------------------------------
-    async def join(self, group: str) -> None:
+    async def join(self, group: str, *, presence: bool = False, info: dict[str, Any] | None = None,
+                   on_presence: Callable[[Any], Awaitable[None]] | None = None) -> None:
         """Join broadcast ``group`` (in every process); left automatically when the connection ends.
 
+        With ``presence=True`` the connection is also listed by ``server.presence(group)`` with its
+        public ``info`` (a small JSON object), and ``on_presence`` (optional) is called with each
+        coalesced :class:`~rockstar_ws.presence.PresenceUpdate` of the group (docs/presence.md).
         Raises :class:`~rockstar_ws.groups.InvalidGroupName` for a name the channel layer cannot
         carry, :class:`ConnectionClosed` when the connection has ended.
         """
-        await self._groups().join(self, group)
+        await self._groups().join(self, group, presence=presence, info=info, on_presence=on_presence)
 
     async def leave(self, group: str) -> None:
-        """Leave broadcast ``group``; no-op when not a member."""
+        """Leave broadcast ``group`` (and its presence); no-op when not a member."""
         await self._groups().leave(self, group)
+
+    async def subscribe(self, group: str, *, since: Any = None, on_publication: Any = None) -> Any:
+        """Subscribe this connection to pub/sub ``group`` of its tenant; see ``rockstar_ws.pubsub.route.subscribe``."""
+        return await self._groups().subscribe(self, group, since=since, on_publication=on_publication)
 
     def _groups(self) -> GroupMembership:
         if self._membership is None:

@@ -39,7 +39,6 @@ from ..core.logsafe import escape
 from ..core.messages import BinaryMessage, CloseCode, TextMessage
 from ..core.outage import outage
 from ..core.routing import describe, normalize_host
-from ..groups import hub_for
 from ..handshake.precheck import check_selected_subprotocol, raw_subprotocols
 from ..limits.guard import new_guard
 from ..limits.upgrader import effective_upgrader
@@ -47,6 +46,7 @@ from ..servers.bridges import bridge_for
 from ..servers.refusals import refuse
 from ..servers.shutdown import watch_daphne_shutdown
 from .heartbeat import PING_PREFIX, answer_ping
+from .membership import Membership
 
 if TYPE_CHECKING:
     from .server import WebSocketServer
@@ -174,7 +174,7 @@ class RockstarConsumer(AsyncConsumer):
         check_selected_subprotocol(self.scope, ctx.subprotocol)
         conn = WebSocketConnection(ctx, self.base_send, inbox_size=ws_settings.INBOX_SIZE,
                                    inbox_max_bytes=ws_settings.INBOX_MAX_BYTES, bridge=self.bridge,
-                                   membership=functools.partial(hub_for, server))
+                                   membership=functools.partial(Membership, server))
         ctx.connection = conn
         self.conn = conn
         guard = new_guard(conn, ctx.upgrader or effective_upgrader(route, server.upgrader), self.bridge)

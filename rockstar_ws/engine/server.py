@@ -26,6 +26,7 @@ from ..handshake.precheck import precheck
 from ..limits.ratelimit import HandshakeRateLimiter
 from ..limits.upgrader import Upgrader, effective_upgrader
 from ..tenants import stages as tenant_stages
+from ..users.delivery import UserDelivery  # send_to_user / disconnect_user (docs/users.md)
 from .consumer import RockstarConsumer
 from .stats import Stats
 
@@ -41,7 +42,7 @@ logger = logging.getLogger("rockstar_ws")
 Release = Callable[[], Awaitable[None]]
 
 
-class WebSocketServer:
+class WebSocketServer(UserDelivery):
     """Routes, their handlers and middleware, and the connections they serve.
 
     ``auth_manager`` validates tokens on authenticated routes; None means the one named by
@@ -80,6 +81,7 @@ class WebSocketServer:
             Step("tenant", tenant_stages.resolve_stage(resolver)),
             Step("route", stages.route(self.routes)),
             Step("limits", stages.limits(lambda: self.upgrader)),
+            Step("route_hook", stages.route_hook),
             Step("tenant_settings", tenant_stages.settings_stage),
             Step("origin_and_subprotocol", stages.origin_and_subprotocol),
             Step("authentication", authentication_stage(lambda: self.auth_manager, lambda: self._auth_manager)),
@@ -145,6 +147,52 @@ class WebSocketServer:
             return handler
         return decorator
 
+    # -- pub/sub hook (rockstar_ws/pubsub/route.py, docs/protocol.md) ---------------------
+    def register_pubsub_route(self, path: str, *, permissions: Any = None, history: Any = None,
+                              middleware: Sequence[Middleware] | None = None, authenticated: bool = False,
+                              allowed_scopes: Sequence[str] | None = None, require_all_scopes: bool = False,
+                              host: str | None = None, tenant: str | None = None, name: str | None = None,
+                              max_subscriptions: int = 100, **options: Any) -> Route:
+        """Register a route speaking the pub/sub protocol (``rockstar.pubsub.v1``, docs/protocol.md).
+
+        ``permissions``: a ``Permissions``, a list of ``Rule`` or of settings-style dicts (None:
+        ``PUBSUB_PERMISSIONS``). ``history``: a ``PUBSUB_HISTORY``-shaped dict for this server's
+        streams (None: the setting). ``authenticated``/``allowed_scopes``/``host`` as for other routes.
+        """
+        from ..pubsub.route import register
+
+        return register(self, path, permissions=permissions, history=history, middleware=middleware,
+                        authenticated=authenticated or bool(allowed_scopes), allowed_scopes=allowed_scopes,
+                        require_all_scopes=require_all_scopes, host=host, tenant=tenant, name=name,
+                        max_subscriptions=max_subscriptions, defined_at=caller_site(), options=options)
+
+    def register_authenticated_pubsub_route(self, path: str, allowed_scopes: Sequence[str] | None = None,
+                                            **kw: Any) -> Route:
+        """The authenticated twin of :meth:`register_pubsub_route` (a valid token is required)."""
+        return self.register_pubsub_route(path, authenticated=True, allowed_scopes=allowed_scopes, **kw)
+
+    def register_pubsub_host_route(self, host: str, path: str, **kw: Any) -> Route:
+        """:meth:`register_pubsub_route` for one host (``"*.example.com"`` too)."""
+        return self.register_pubsub_route(path, host=host, **kw)
+
+    def register_authenticated_pubsub_host_route(self, host: str, path: str,
+                                                 allowed_scopes: Sequence[str] | None = None, **kw: Any) -> Route:
+        """The authenticated twin of :meth:`register_pubsub_host_route`."""
+        return self.register_pubsub_route(path, host=host, authenticated=True, allowed_scopes=allowed_scopes, **kw)
+
+    async def publish(self, group: str, data: Any, *, tenant: str | None = None) -> Any:
+        """Publish JSON ``data`` to pub/sub ``group`` of ``tenant`` (None: connections of no tenant),
+        through the history when one is configured, in every process. Returns a ``PublishResult``."""
+        from ..pubsub.service import pubsub_for
+
+        return await pubsub_for(self).publish(group, data, tenant=tenant)
+
+    def publish_sync(self, group: str, data: Any, *, tenant: str | None = None) -> Any:
+        """Blocking :meth:`publish` for Django views, signals and management commands."""
+        from asgiref.sync import async_to_sync
+
+        return async_to_sync(self.publish)(group, data, tenant=tenant)
+
     def set_upgrader(self, upgrader: Upgrader | None = None, **fields: Any) -> Upgrader:
         """Replace the upgrader (``set_upgrader(Upgrader(...))``) or change some of its fields."""
         if upgrader is not None and fields:
@@ -186,8 +234,12 @@ class WebSocketServer:
         :class:`~rockstar_ws.groups.BroadcastError` instead.
         """
         from .. import groups
+        from ..pubsub.service import broadcast_hook  # a pub/sub group with history stores first
 
-        return await groups.broadcast(self, group, message_type, data, exclude, strict=strict)
+        stored = await broadcast_hook(self, group, message_type, data)
+        if stored is not None and not groups.is_group_name(group):
+            return stored
+        return await groups.broadcast(self, group, message_type, data, exclude, strict=strict) + (stored or 0)
 
     def broadcast_sync(self, group: str, message_type: int, data: str | bytes, exclude: Any = None,
                        *, strict: bool = False) -> int:
@@ -210,6 +262,32 @@ class WebSocketServer:
 
         hub = current_hub(self)
         return hub.local_size(group) if hub is not None else 0
+
+    # -- presence (hook: rockstar_ws/presence/service.py, docs/presence.md) ---------------
+    async def presence(self, group: str) -> list[Any]:
+        """The members of ``group`` joined with ``presence=True``, in every process, oldest first
+        (:class:`~rockstar_ws.presence.Member`; ``member.public_dict()`` for JSON)."""
+        from ..presence import service
+
+        return await service.presence(self, group)
+
+    async def presence_stats(self, group: str) -> Any:
+        """``PresenceStats(connections, users)`` of ``group``, in every process."""
+        from ..presence import service
+
+        return await service.presence_stats(self, group)
+
+    def presence_sync(self, group: str) -> list[Any]:
+        """Blocking :meth:`presence` for Django views, signals and management commands."""
+        from asgiref.sync import async_to_sync
+
+        return async_to_sync(self.presence)(group)
+
+    def presence_stats_sync(self, group: str) -> Any:
+        """Blocking :meth:`presence_stats`."""
+        from asgiref.sync import async_to_sync
+
+        return async_to_sync(self.presence_stats)(group)
 
     # -- what the consumer asks of the server ---------------------------------------------
     @property

@@ -38,7 +38,14 @@ from ..core.outage import outage
 from ..layers import crosses_processes
 from .encoding import MESSAGE_TYPE, payload, ws_message
 from .hub import GroupHub, counts_backend, read_counts
-from .names import MAX_GROUP_NAME_LENGTH, BroadcastError, InvalidGroupName, layer_group_name, validate_group_name
+from .names import (
+    MAX_GROUP_NAME_LENGTH,
+    BroadcastError,
+    InvalidGroupName,
+    is_group_name,
+    layer_group_name,
+    validate_group_name,
+)
 
 if TYPE_CHECKING:
     from ..engine.server import WebSocketServer
@@ -52,6 +59,7 @@ __all__ = [
     "current_hub",
     "group_size",
     "hub_for",
+    "is_group_name",
     "layer_group_name",
     "validate_group_name",
 ]

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..conf import ws_settings
@@ -92,6 +92,8 @@ class GroupHub:
         self._slots = asyncio.Semaphore(_REDIS_SLOTS)
         self._tasks: list[asyncio.Task[None]] = []
         self._failing_since: float | None = None
+        #: pub/sub hook (rockstar_ws.pubsub.service): group -> callback given each message delivered to it.
+        self.taps: dict[str, Callable[[dict[str, Any]], None]] = {}
         #: Counters (process-local): delivered writes, dropped and slow-closed members, layer traffic.
         self.stats: dict[str, int] = {
             "delivered": 0, "dropped": 0, "slow_closed": 0, "published": 0, "publish_failed": 0,
@@ -158,6 +160,19 @@ class GroupHub:
                 if group not in self.groups:
                     self._spawn(self._sync_group(group, layer_group_name(self.server.name, group)))
 
+    # -- pub/sub hook: a tap is one process-wide receiver of a group, kept in the layer like members
+    async def add_tap(self, group: str, tap: Callable[[dict[str, Any]], None]) -> None:
+        """Give ``tap`` every message delivered to ``group`` in this process (once per message)."""
+        self.taps[group] = tap
+        if self.layer is not None:
+            await self._start_node()
+            await self._sync_group(group, layer_group_name(self.server.name, group))
+
+    async def remove_tap(self, group: str) -> None:
+        """Stop tapping ``group``."""
+        if self.taps.pop(group, None) is not None and self.layer is not None and self.node_channel is not None:
+            await self._sync_group(group, layer_group_name(self.server.name, group))
+
     def local_size(self, group: str) -> int:
         """Members of ``group`` in this process."""
         members = self.groups.get(group)
@@ -190,6 +205,9 @@ class GroupHub:
         return delivered
 
     async def _deliver(self, group: str, msg: dict[str, Any], exclude: frozenset[Any] | None) -> int:
+        tap = self.taps.get(group)  # pub/sub hook
+        if tap is not None:
+            tap(msg)
         members = self.groups.get(group)
         if not members:
             return 0
@@ -323,7 +341,7 @@ class GroupHub:
     async def _sync_group(self, group: str, lg: str) -> None:
         """Make the node channel's layer membership match the local members."""
         async with self._group_lock(group):
-            want = group in self.groups
+            want = group in self.groups or group in self.taps  # pub/sub hook: taps
             if want == (group in self._in_layer):
                 return
             try:
@@ -449,10 +467,10 @@ class GroupHub:
         live process), leave the ones left behind, prune processes that stopped refreshing, and
         rewrite this process's counts."""
         interval = self._interval()
-        for group in list(self.groups.keys() | self._in_layer):
+        for group in list(self.groups.keys() | self.taps.keys() | self._in_layer):  # pub/sub hook: taps
             lg = layer_group_name(self.server.name, group)
             async with self._group_lock(group), self._slots:
-                if group not in self.groups:
+                if group not in self.groups and group not in self.taps:
                     await self.layer.group_discard(lg, self.node_channel)
                     self._in_layer.discard(group)
                     continue

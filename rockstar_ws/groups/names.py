@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MAX_GROUP_NAME_LENGTH", "BroadcastError", "InvalidGroupName", "layer_group_name", "validate_group_name"]
+__all__ = ["MAX_GROUP_NAME_LENGTH", "BroadcastError", "InvalidGroupName", "is_group_name", "layer_group_name",
+           "validate_group_name"]
 
 #: Longest group name accepted (the channel layer allows 99 characters for the whole layer group).
 MAX_GROUP_NAME_LENGTH = 80
@@ -22,6 +23,11 @@ class BroadcastError(RuntimeError):
     Raised only by the strict variants (``strict=True``, :meth:`GroupHub.cluster_size`); the
     default ``broadcast()`` logs the failure at ERROR level and keeps the caller running.
     """
+
+
+def is_group_name(group: str) -> bool:
+    """Whether ``group`` has only the characters a group name may have (length not checked)."""
+    return bool(_NAME_RE.match(group))
 
 
 def validate_group_name(group: str) -> str:

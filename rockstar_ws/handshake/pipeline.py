@@ -22,6 +22,9 @@ tenant                the host's tenant (rockstar_ws.tenants; when tenancy is   
 route                 host routes, then the tenant's, then global ones:          404
                       ``ctx.route``, ``request.path_params``
 limits                ``ctx.upgrader``: route over server over settings
+route_hook            the route's own step, ``handler.before_accept(ctx)`` when  any
+                      the handler has one (the pub/sub route: its protocol
+                      version, a token sent to a public route)
 tenant_settings       the tenant's overrides of the upgrader (origins, size)
 origin_and_subprotocol  the upgrader's origin check; the application              400, 403
                       subprotocol it accepts
@@ -66,6 +69,7 @@ __all__ = [
     "limits",
     "origin_and_subprotocol",
     "route",
+    "route_hook",
     "selected_subprotocol",
 ]
 
@@ -188,6 +192,15 @@ def limits(server_upgrader: Callable[[], Upgrader]) -> SyncStage:
     def limits(ctx: Context) -> None:
         ctx.upgrader = effective_upgrader(ctx.route, server_upgrader())
     return limits
+
+
+async def route_hook(ctx: Context) -> None:
+    """The route's own handshake step: ``await handler.before_accept(ctx)`` when the handler has
+    one (rockstar_ws.pubsub.route: the protocol version, a token sent to a public route); it may
+    refuse with ``Deny``. Runs once the upgrader is known, before the tenant's overrides of it."""
+    before = getattr(ctx.route.handler, "before_accept", None)
+    if before is not None:
+        await before(ctx)
 
 
 def origin_and_subprotocol(ctx: Context) -> None:

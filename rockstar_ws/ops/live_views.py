@@ -61,6 +61,9 @@ async def live_data(records: bool = False) -> dict[str, Any]:
     data = await get_registry().snapshot(records)
     if records:
         data["connections"] = data["connections"][:MAX_RECORDS]
+    from ..users import series  # hook: names of users and tenants, the chart's series (docs/connections.md)
+
+    data.update(await series.people(data), series=await series.snapshot())
     return data
 
 

@@ -55,6 +55,9 @@ async def families() -> list[Any]:
         for code, n in sorted(stats.closed_total.items()):
             closed.add_metric([server.name, proc, str(code)], n)
     out: list[Any] = [open_, opened, refused, closed]
+    from ..users import series  # hook: the live page's series as gauges
+
+    out += await series.metric_families()
     if not ws_settings.LIVE_REGISTRY:
         return out
     registry = get_registry()

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ..core.redis import close_client, loop_task, text, waiting_client
+from ..core.redis import client_for, close_client, loop_task, text
 from ..groups import validate_group_name
 from ..registry import process_name
 
@@ -434,11 +434,13 @@ class RedisPresenceStore(PresenceStore):
     heartbeat, so that the live processes' heartbeats (which sweep the groups they share) still
     find what a dead process left and can report its users' leaves through ``on_expired``
     (called with the group and one member per user whose last connection was there).
+    ``client_factory``, when given, builds the Redis client (``url`` then only names it in logs).
     """
 
     def __init__(self, url: str, *, prefix: str = "rockstar_ws:presence:", heartbeat: float = 3.0,
                  ttl: float = 10.0, timeout: float = 1.0, process: str | None = None,
-                 max_info_bytes: int = DEFAULT_MAX_INFO_BYTES, on_expired: ExpiredHandler | None = None) -> None:
+                 max_info_bytes: int = DEFAULT_MAX_INFO_BYTES, on_expired: ExpiredHandler | None = None,
+                 client_factory: Callable[[], Any] | None = None) -> None:
         super().__init__(process=process, max_info_bytes=max_info_bytes)
         if not heartbeat > 0 or ttl < 2 * heartbeat:
             raise PresenceError(f"ttl ({ttl}) must be at least twice heartbeat ({heartbeat}), and heartbeat > 0")
@@ -448,6 +450,9 @@ class RedisPresenceStore(PresenceStore):
         self.ttl = float(ttl)
         self.timeout = float(timeout)
         self.on_expired = on_expired
+        #: Builds the ``redis.asyncio`` client instead of ``url`` (a Sentinel master, say); called
+        #: once per event loop.
+        self.client_factory = client_factory
         self._alive_ms = str(int(self.ttl * 1000))
         self._data_ms = str(int(self.ttl * 3000))
         self._client: Any = None
@@ -468,7 +473,7 @@ class RedisPresenceStore(PresenceStore):
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
             # Many joins at once wait for a pooled connection, as the live registry's do.
-            self._client = waiting_client(self.url, self.timeout)
+            self._client = client_for(self.url, self.timeout, self.client_factory)
             self._scripts = {name: self._client.register_script(src) for name, src in (
                 ("join", _JOIN), ("leave", _LEAVE), ("members", _MEMBERS), ("stats", _STATS),
                 ("heartbeat", _HEARTBEAT), ("resync", _RESYNC))}

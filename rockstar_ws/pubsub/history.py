@@ -33,9 +33,11 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from django.core.exceptions import ImproperlyConfigured
+
+from rockstar_ws.core.redis import RedisConfig, redis_from_config
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -60,9 +62,6 @@ DEFAULT_KEY_PREFIX = "rockstar_ws:history:"
 DEFAULT_META_TTL = 30 * 24 * 3600.0
 
 Payload = bytes | str
-#: A Redis URL, or a dict in channels-redis' host shape: ``{"address": url, ...}`` or
-#: ``{"sentinels": [(host, port), ...], "master_name": name, "sentinel_kwargs": {...}, ...}``.
-RedisConfig = str | Mapping[str, object]
 
 
 def new_epoch() -> str:
@@ -170,6 +169,11 @@ class HistoryStore(ABC):
         A group without metadata gets its epoch here, so a client that subscribes before the
         first publication can recover it later.
         """
+
+    async def append_many(self, group: str, payloads: Sequence[Payload], *, size: int, ttl: float) -> list[Position]:
+        """:meth:`append` each payload in order; the positions are contiguous when no other
+        process appends meanwhile. Stores may do it in one round trip (Redis: one pipeline)."""
+        return [await self.append(group, p, size=size, ttl=ttl) for p in payloads]
 
     async def close(self) -> None:
         """Release resources (connections). The store is not used afterwards."""
@@ -347,62 +351,6 @@ return {top, epoch, out}
 """
 
 
-def redis_from_config(config: RedisConfig, **defaults: object) -> Redis:
-    """A ``redis.asyncio.Redis`` client from a URL or a channels-redis host dict (Sentinel too).
-
-    ``defaults`` are connection options applied unless the config sets them (timeouts, ...). A
-    URL gets a blocking pool of ``max_connections`` (100) that waits up to ``timeout`` (10 s).
-    Raises ``ImproperlyConfigured`` naming the fix when the shape is wrong.
-    """
-    from redis import asyncio as aioredis
-    from redis.asyncio.sentinel import Sentinel
-
-    if isinstance(config, str):
-        if not config.startswith(("redis://", "rediss://", "unix://")):
-            raise ImproperlyConfigured(
-                f"history Redis URL must start with redis://, rediss:// or unix://, got {config!r}")
-        options = {"max_connections": 100, "timeout": 10.0, **defaults}
-        # Blocking: a burst of appends waits for a free connection instead of failing with
-        # redis-py's MaxConnectionsError (see rockstar_ws/layers.py).
-        pool = aioredis.BlockingConnectionPool.from_url(config, **options)
-        return aioredis.Redis(connection_pool=pool)
-    if not isinstance(config, Mapping):
-        raise ImproperlyConfigured(
-            "history Redis must be a URL ('redis://host:6379/0') or a dict: {'address': url} or "
-            f"{{'sentinels': [(host, port), ...], 'master_name': name}}; got {type(config).__name__}")
-    options = {**defaults, **config}
-    if "address" in options:
-        if "sentinels" in options or "master_name" in options:
-            raise ImproperlyConfigured("history Redis: give either 'address' or 'sentinels' + 'master_name', not both")
-        address = options.pop("address")
-        if not isinstance(address, str):
-            raise ImproperlyConfigured(f"history Redis 'address' must be a URL string, got {address!r}")
-        return redis_from_config(address, **options)
-    if "sentinels" not in options or "master_name" not in options:
-        raise ImproperlyConfigured(
-            "history Redis dict needs 'address' (a URL) or both 'sentinels' (a list of (host, port)) and "
-            f"'master_name'; got keys {sorted(config)}")
-    sentinels = options.pop("sentinels")
-    master_name = options.pop("master_name")
-    sentinel_kwargs = options.pop("sentinel_kwargs", None)
-    if not isinstance(master_name, str) or not master_name:
-        raise ImproperlyConfigured(f"history Redis 'master_name' must be a non-empty string, got {master_name!r}")
-    pairs: list[tuple[str, int]] = []
-    if not isinstance(sentinels, Sequence) or isinstance(sentinels, str) or not sentinels:
-        raise ImproperlyConfigured("history Redis 'sentinels' must be a non-empty list of (host, port) pairs")
-    for item in sentinels:
-        if (not isinstance(item, Sequence) or isinstance(item, str) or len(item) != 2
-                or not isinstance(item[0], str) or isinstance(item[1], bool) or not isinstance(item[1], int)):
-            raise ImproperlyConfigured(
-                f"history Redis 'sentinels' entries must be (host, port) pairs like ('10.0.0.1', 26379), got {item!r}")
-        pairs.append((item[0], item[1]))
-    if sentinel_kwargs is not None and not isinstance(sentinel_kwargs, Mapping):
-        raise ImproperlyConfigured("history Redis 'sentinel_kwargs' must be a dict of connection options")
-    sentinel = Sentinel(
-        pairs, sentinel_kwargs=dict(sentinel_kwargs) if sentinel_kwargs else None, **options)
-    return cast("Redis", sentinel.master_for(master_name))
-
-
 class RedisHistoryStore(HistoryStore):
     """Histories in Redis: one stream (capped with MAXLEN) and one metadata hash per group.
 
@@ -438,6 +386,18 @@ class RedisHistoryStore(HistoryStore):
             keys=self._keys(group),
             args=[data, "1" if binary else "0", size, max(1, int(ttl * 1000)), self.meta_ttl_ms, new_epoch()])
         return Position(int(top), _text(epoch))
+
+    async def append_many(self, group: str, payloads: Sequence[Payload], *, size: int, ttl: float) -> list[Position]:
+        """See :meth:`HistoryStore.append_many` (one round trip: the scripts in one pipeline, run in order)."""
+        _check_append(size, ttl)
+        keys = self._keys(group)
+        pipe = self.redis.pipeline(transaction=False)
+        for payload in payloads:
+            binary = not isinstance(payload, str)
+            data = payload.encode() if isinstance(payload, str) else bytes(payload)
+            await self._append(keys=keys, client=pipe, args=[
+                data, "1" if binary else "0", size, max(1, int(ttl * 1000)), self.meta_ttl_ms, new_epoch()])
+        return [Position(int(top), _text(epoch)) for top, epoch in await pipe.execute()]
 
     async def since(self, group: str, epoch: str, offset: int, *, limit: int | None = None) -> Recovery:
         """See :meth:`HistoryStore.since` (one round trip)."""

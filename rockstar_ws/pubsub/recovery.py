@@ -129,6 +129,15 @@ class LiveMerge:
         async with self._lock:
             return await self._accept(pub)
 
+    def advance(self, pub: Publication) -> bool:
+        """The common case of :meth:`live` without awaiting: True when ``pub`` is the next
+        publication of a live merge (taken: deliver it); False: call :meth:`live` with it."""
+        if (self._state is _State.LIVE and pub.offset == self._last + 1 and pub.epoch == self._epoch
+                and not self._lock.locked()):
+            self._last = pub.offset
+            return True
+        return False
+
     async def _accept(self, pub: Publication) -> list[Publication]:
         if pub.epoch != self._epoch:
             raise Unrecoverable(f"the group's history changed epoch ({self._epoch} -> {pub.epoch})")

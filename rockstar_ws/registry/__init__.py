@@ -21,13 +21,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
-
-from django.conf import settings as django_settings
-from django.core.exceptions import ImproperlyConfigured
-from django.utils.module_loading import import_string
+from typing import TYPE_CHECKING
 
 from ..conf import ws_settings
+from ..core.redis import RedisConfig, layer_redis, redis_from_config
 
 if TYPE_CHECKING:
     from ..core.context import Context
@@ -39,6 +36,7 @@ from .redis import RedisRegistry, lua_script
 
 __all__ = ["LIMIT_REASONS", "ConnectionRecord", "LocalRegistry", "RedisRegistry", "admit", "build_snapshot",
            "get_registry", "install", "installed_servers", "lua_script", "process_name", "redis_url_from_settings",
+           "registry_redis",
            "reset_registry"]
 
 logger = logging.getLogger("rockstar_ws.registry")
@@ -46,38 +44,22 @@ logger = logging.getLogger("rockstar_ws.registry")
 Release = Callable[[], Awaitable[None]]
 
 
-def _is_channels_redis(backend: Any) -> bool:
-    """True for channels-redis layers and their subclasses (rockstar_ws.layers.RedisChannelLayer)."""
-    if "channels_redis" in str(backend):
-        return True
-    try:
-        cls = import_string(backend) if isinstance(backend, str) else backend
-        from channels_redis.core import RedisChannelLayer
-    except ImportError:
-        return False
-    return isinstance(cls, type) and issubclass(cls, RedisChannelLayer)
-
-
-def redis_url_from_settings() -> str:
-    """``REGISTRY_REDIS_URL``, or the first host of a channels_redis ``CHANNEL_LAYER``, or ''."""
+def registry_redis() -> RedisConfig:
+    """``REGISTRY_REDIS_URL``, or the channel layer's first host when it is a channels_redis layer
+    (a URL, or the host dict of a Sentinel master), or '' (in-process only)."""
     url = ws_settings.REGISTRY_REDIS_URL
     if url is not None:
         return str(url)
-    layer = (getattr(django_settings, "CHANNEL_LAYERS", {}) or {}).get(ws_settings.CHANNEL_LAYER) or {}
-    if not _is_channels_redis(layer.get("BACKEND", "")):
-        return ""
-    hosts = (layer.get("CONFIG") or {}).get("hosts") or []
-    if not hosts:
-        return "redis://localhost:6379/0"
-    host = hosts[0]
-    if isinstance(host, str):
-        return host
-    if isinstance(host, dict):
-        return str(host.get("address") or f"redis://{host.get('host', 'localhost')}:{host.get('port', 6379)}")
-    if isinstance(host, (tuple, list)) and len(host) >= 2:
-        return f"redis://{host[0]}:{host[1]}"
-    raise ImproperlyConfigured(f"Cannot read a Redis URL from CHANNEL_LAYERS host {host!r}; "
-                               "set ROCKSTAR_WS['REGISTRY_REDIS_URL'].")
+    return layer_redis()
+
+
+def redis_url_from_settings() -> str:
+    """``REGISTRY_REDIS_URL``, or the first host of a channels_redis ``CHANNEL_LAYER``, or ''
+    (a Sentinel host has no URL: ``"sentinel:<master name>"`` names it; see :func:`registry_redis`)."""
+    config = registry_redis()
+    if isinstance(config, str):
+        return config
+    return f"sentinel:{config['master_name']}"
 
 
 _registry: LocalRegistry | None = None
@@ -87,12 +69,18 @@ def get_registry() -> LocalRegistry:
     """The registry of this process, built from settings on first use."""
     global _registry
     if _registry is None:
-        url = redis_url_from_settings()
-        if url:
-            _registry = RedisRegistry(url, prefix=ws_settings.REGISTRY_KEY_PREFIX,
+        config = registry_redis()
+        if config:
+            timeout = float(ws_settings.REGISTRY_REDIS_TIMEOUT)
+            factory = None
+            if not isinstance(config, str):  # a Sentinel master: no URL, a client from the dict
+                sentinel = config
+                factory = lambda: redis_from_config(  # noqa: E731
+                    sentinel, socket_timeout=timeout, socket_connect_timeout=timeout)
+            _registry = RedisRegistry(redis_url_from_settings(), prefix=ws_settings.REGISTRY_KEY_PREFIX,
                                       heartbeat=float(ws_settings.REGISTRY_HEARTBEAT),
-                                      ttl=float(ws_settings.REGISTRY_TTL),
-                                      timeout=float(ws_settings.REGISTRY_REDIS_TIMEOUT))
+                                      ttl=float(ws_settings.REGISTRY_TTL), timeout=timeout,
+                                      client_factory=factory)
         else:
             _registry = LocalRegistry()
     return _registry

@@ -13,7 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from ..conf import ws_settings
 from ..core.outage import outage
-from ..core.redis import close_client, loop_task, text, waiting_client
+from ..core.redis import client_for, close_client, loop_task, text
 
 if TYPE_CHECKING:
     from ..core.context import Context
@@ -47,12 +47,15 @@ class RedisRegistry(LocalRegistry):
     mode = "cluster"
 
     def __init__(self, url: str, *, prefix: str = "rockstar_ws:live:", heartbeat: float = 3.0,
-                 ttl: float = 10.0, timeout: float = 1.0, process: str | None = None) -> None:
+                 ttl: float = 10.0, timeout: float = 1.0, process: str | None = None,
+                 client_factory: Callable[[], Any] | None = None) -> None:
         super().__init__(process)
         if ttl < 2 * heartbeat:
             raise ImproperlyConfigured(
                 f"ROCKSTAR_WS['REGISTRY_TTL'] ({ttl}) must be at least twice REGISTRY_HEARTBEAT ({heartbeat}).")
         self.url = url
+        #: Builds the ``redis.asyncio`` client instead of ``url`` (a Sentinel master); once per loop.
+        self.client_factory = client_factory
         self.prefix = prefix
         self.heartbeat = heartbeat
         self.ttl = ttl
@@ -77,7 +80,7 @@ class RedisRegistry(LocalRegistry):
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
             # A burst of handshakes waits for a pooled connection instead of failing.
-            self._client = waiting_client(self.url, self.timeout)
+            self._client = client_for(self.url, self.timeout, self.client_factory)
             self._scripts = {name: self._client.register_script(lua_script(name))
                              for name in ("admit", "release", "heartbeat", "resync", "snapshot")}
             self._loop = loop

@@ -31,7 +31,15 @@ from __future__ import annotations
 from .binding import apply_tenant_settings, check_tenant_binding, check_token_tenant_active
 from .info import TenantInfo
 from .overrides import register_tenant_setting, validate_tenant_settings
-from .propagation import CONTROL_MESSAGE, TENANT_INACTIVE_CLOSE_CODE, connect_signals, sweep, tenants_changed
+from .propagation import (
+    CONTROL_MESSAGE,
+    TENANT_INACTIVE_CLOSE_CODE,
+    add_control_handler,
+    connect_signals,
+    control_listener,
+    sweep,
+    tenants_changed,
+)
 from .resolver import TenantResolver, get_resolver, install, invalidate, model_resolver, tenant_servers
 
 __all__ = [
@@ -39,10 +47,12 @@ __all__ = [
     "TENANT_INACTIVE_CLOSE_CODE",
     "TenantInfo",
     "TenantResolver",
+    "add_control_handler",
     "apply_tenant_settings",
     "check_tenant_binding",
     "check_token_tenant_active",
     "connect_signals",
+    "control_listener",
     "get_resolver",
     "install",
     "invalidate",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..conf import ws_settings
@@ -24,8 +24,8 @@ from .resolver import TenantResolver, invalidate, model_resolver, tenant_servers
 if TYPE_CHECKING:
     from ..core.connection import WebSocketConnection
 
-__all__ = ["CONTROL_MESSAGE", "TENANT_INACTIVE_CLOSE_CODE", "connect_signals", "ensure_listening", "sweep",
-           "tenants_changed"]
+__all__ = ["CONTROL_HANDLERS", "CONTROL_MESSAGE", "TENANT_INACTIVE_CLOSE_CODE", "add_control_handler",
+           "connect_signals", "control_listener", "ensure_listening", "sweep", "tenants_changed"]
 
 logger = logging.getLogger("rockstar_ws.tenants")
 
@@ -156,6 +156,8 @@ class _Control:
                 backoff.reset()
                 if message.get("type") == CONTROL_MESSAGE:
                     await self.handle(message)
+                elif message.get("type") in CONTROL_HANDLERS:  # other commands (rockstar_ws.users)
+                    await CONTROL_HANDLERS[message["type"]](message)
         finally:
             refresher.cancel()
 
@@ -214,6 +216,22 @@ class _Control:
 
 
 _control = _Control()
+
+#: Handlers of other message types on the control group, by type: one listener per process
+#: serves every feature that sends commands to all processes (rockstar_ws.users' per-user ones).
+CONTROL_HANDLERS: dict[str, Callable[[Mapping[str, Any]], Awaitable[None]]] = {}
+
+
+def add_control_handler(message_type: str, handler: Callable[[Mapping[str, Any]], Awaitable[None]]) -> None:
+    """Have this process's control listener pass messages of ``message_type`` to ``handler``."""
+    CONTROL_HANDLERS[message_type] = handler
+
+
+def control_listener() -> _Control:
+    """This process's control listener (started on the running loop if it is not yet):
+    ``.joined`` is set once it listens on the control group."""
+    ensure_listening()
+    return _control
 
 
 def ensure_listening() -> None:

@@ -10,16 +10,21 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from bench.run import ROWS, TARGETS
 from tests.servers import ROOT
 
 
+@pytest.mark.timeout(300)  # every row of every section, each server started and stopped
 def test_quick_benchmark_prints_every_row(tmp_path):
     out = tmp_path / "docs"
     cmd = [sys.executable, "bench/run.py", "--quick", "--duration", "0.3", "--warmup", "0.1", "--hold", "20",
-           "--bc-receivers", "5", "--bc-messages", "3", "--bc-drain", "5", "--out", str(out),
+           "--bc-receivers", "5", "--bc-messages", "3", "--bc-drain", "5", "--scale-max", "5",
+           "--scale-messages", "3", "--idle", "20", "--idle-plain", "20", "--idle-inflight", "10", "--storm", "10",
+           "--out", str(out),
            "--json", str(tmp_path / "last.json")]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=110)
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=280)
     assert done.returncode == 0, done.stderr[-3000:]
     doc = (out / "benchmarks.md").read_text()
     assert (out / "benchmarks.png").stat().st_size > 10_000
@@ -42,3 +47,9 @@ def test_quick_benchmark_prints_every_row(tmp_path):
     for key in ("echo-plain-daphne", "echo-rockstar-daphne", "echo-rockstar-uvicorn", "echo-bare"):
         assert results[key]["errors"] == 0 and results[key]["rate"] > 0, key
     assert results["mem-rockstar-daphne"]["held"] == 20
+    assert (out / "benchmarks-scale.png").stat().st_size > 10_000
+    idle, storm = results["idle-rockstar-regredis"], results["storm-rockstar-regredis"]
+    if "skipped" not in idle:  # without Redis these two say so
+        assert idle["held"] == idle["counted"] == 20, idle
+    if "skipped" not in storm:
+        assert storm["held"] == storm["reconnected"] == storm["counted"] == 10, storm

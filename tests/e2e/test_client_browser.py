@@ -284,11 +284,7 @@ def test_500_clients_dropped_by_a_restart_come_back_spread_out(browser, server_f
         page.context.close()
 
 
-# -- pub/sub routes: to be enabled when server.register_pubsub_route exists ------------------
-PUBSUB = pytest.mark.skip(reason="pub/sub route not wired yet")
-
-
-@PUBSUB
+# -- pub/sub routes (tests/testapp/pubsub_routes.py) -----------------------------------------
 def test_pubsub_recovers_20_publications_made_while_the_server_was_down(browser, server_factory, redis_url):
     import subprocess
     import sys
@@ -296,7 +292,7 @@ def test_pubsub_recovers_20_publications_made_while_the_server_was_down(browser,
 
     from tests.servers import ROOT
 
-    env = {"ROCKSTAR_TEST_PREFIX": f"t{uuid.uuid4().hex[:8]}", "CHANNEL_LAYER": "redis"}
+    env = {"ROCKSTAR_TEST_PREFIX": f"t{uuid.uuid4().hex[:8]}", "REDIS_URL": redis_url}
     server = server_factory("daphne", env=env)
     page = open_page(browser, server)
     page.evaluate("""() => {
@@ -322,14 +318,13 @@ def test_pubsub_recovers_20_publications_made_while_the_server_was_down(browser,
     assert page.evaluate("T.failed") == []
 
 
-@PUBSUB
 def test_pubsub_reports_recovered_false_when_the_history_is_gone(browser, server_factory, redis_url):
     import uuid
 
     import redis
 
     prefix = f"t{uuid.uuid4().hex[:8]}"
-    server = server_factory("daphne", env={"ROCKSTAR_TEST_PREFIX": prefix, "CHANNEL_LAYER": "redis"})
+    server = server_factory("daphne", env={"ROCKSTAR_TEST_PREFIX": prefix, "REDIS_URL": redis_url})
     page = open_page(browser, server)
     page.evaluate("""() => {
       const c = T.pubsub = new T.rs.RockstarClient(`ws://${location.host}/ws/test/pubsub`, {pubsub: true});
@@ -351,7 +346,6 @@ def test_pubsub_reports_recovered_false_when_the_history_is_gone(browser, server
     assert page.evaluate("T.failed[0].since.offset") is not None
 
 
-@PUBSUB
 def test_pubsub_presence_and_publish_replies(browser, server_factory):
     server = server_factory("daphne")
     page = open_page(browser, server)
@@ -367,12 +361,11 @@ def test_pubsub_presence_and_publish_replies(browser, server_factory):
     assert result["presence"]["clients"] == 1 and "offset" in result["reply"]
 
 
-@PUBSUB
 def test_pubsub_resubscribes_after_a_reconnect(browser, server_factory, redis_url):
     import uuid
 
     server = server_factory("daphne", env={"ROCKSTAR_TEST_PREFIX": f"t{uuid.uuid4().hex[:8]}",
-                                           "CHANNEL_LAYER": "redis"})
+                                           "REDIS_URL": redis_url})
     page = open_page(browser, server)
     page.evaluate("""() => {
       const c = T.pubsub = new T.rs.RockstarClient(`ws://${location.host}/ws/test/pubsub`, {pubsub: true});
@@ -385,3 +378,28 @@ def test_pubsub_resubscribes_after_a_reconnect(browser, server_factory, redis_ur
     wait(page, "T.subscribed.length >= 2", timeout=60)
     # The history lives in Redis, not in the killed process: the position is recovered.
     assert page.evaluate("T.subscribed[1].recovered") is True
+
+
+def test_the_live_demo_page_shows_news_and_a_room_with_presence(browser, server_factory, redis_url):
+    import subprocess
+    import sys
+    import uuid
+
+    from tests.servers import ROOT
+
+    server = server_factory("daphne", env={"ROCKSTAR_TEST_PREFIX": f"t{uuid.uuid4().hex[:8]}", "REDIS_URL": redis_url})
+    page = browser.new_page()
+    page.goto(f"{server.http_url}/live/")
+    wait(page, "window.live && window.live.getSubscription('news').state === 'subscribed'")
+    subprocess.run([sys.executable, str(ROOT / "manage.py"), "ws_publish", "news",
+                    json.dumps({"title": "from the shell", "by": "ops"})],
+                   cwd=ROOT, env={**server.env}, check=True, timeout=60)
+    wait(page, "document.getElementById('news').textContent.includes('from the shell (ops)')")
+    page.fill("#password", "alice-password")
+    page.click("#login button")
+    wait(page, "window.live.getSubscription('room.lobby') && "
+               "window.live.getSubscription('room.lobby').state === 'subscribed'")
+    page.click("#say button")
+    wait(page, "document.getElementById('room').textContent.includes('alice: hi')")
+    wait(page, "document.getElementById('who').textContent.startsWith('1 connection(s)')")
+    page.close()

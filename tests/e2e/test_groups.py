@@ -353,20 +353,44 @@ async def test_demo_chat_room_relays_to_every_client_once(daphne):
 
 
 async def test_demo_rooms_speak_json(daphne):
-    async with connect(daphne, "/ws/rooms/lobby-json") as one:
+    room = f"lobby-{uuid.uuid4().hex[:6]}"
+    async with connect(daphne, f"/ws/rooms/{room}?name=ann") as one:
         welcome = json.loads(await one.recv())
-        assert welcome == {"type": "welcome", "room": "lobby-json", "members": 1}
-        assert json.loads(await one.recv())["event"] == "joined"
-        async with connect(daphne, "/ws/rooms/lobby-json") as two:
-            assert json.loads(await two.recv())["members"] == 2
-            assert json.loads(await one.recv()) == {"type": "presence", "event": "joined", "members": 2}
-            await two.send(json.dumps({"name": "ann", "text": "hi <b>all</b>"}))
+        assert {k: welcome[k] for k in ("type", "room", "name", "connections", "users")} == \
+            {"type": "welcome", "room": room, "name": "ann", "connections": 1, "users": 1}
+        assert [m["info"] for m in welcome["members"]] == [{"name": "ann", "guest": True}]
+        async with connect(daphne, f"/ws/rooms/{room}?name=bo%20b") as two:
+            assert [m["info"]["name"] for m in json.loads(await two.recv())["members"]] == ["ann", "bo b"]
+            # ann hears who joined: a coalesced presence update naming bo b (and her own join).
+            joined: list[str] = []
+            while "bo b" not in joined:
+                msg = json.loads(await asyncio.wait_for(one.recv(), 10))
+                assert msg["type"] == "presence", msg
+                joined += [m["info"]["name"] for m in msg["joined"]]
+            await two.send(json.dumps({"name": "spoofed", "text": "hi <b>all</b>"}))
             for ws in (one, two):
                 msg = json.loads(await asyncio.wait_for(ws.recv(), 10))
                 while msg["type"] != "message":
                     msg = json.loads(await asyncio.wait_for(ws.recv(), 10))
-                assert (msg["name"], msg["text"]) == ("ann", "hi <b>all</b>")
-        assert json.loads(await one.recv()) == {"type": "presence", "event": "left", "members": 1}
+                # The name is the one the room knows, never one a message claims.
+                assert (msg["name"], msg["guest"], msg["text"]) == ("bo b", True, "hi <b>all</b>")
+        msg = json.loads(await asyncio.wait_for(one.recv(), 10))
+        while not msg.get("left"):
+            msg = json.loads(await asyncio.wait_for(one.recv(), 10))
+        assert [m["info"]["name"] for m in msg["left"]] == ["bo b"]
+
+
+@pytest.mark.parametrize("name", ["", "x" * 41, "tab\there", "nul%00"])
+async def test_demo_rooms_refuse_a_guest_without_a_valid_name(daphne, name):
+    from urllib.parse import quote
+
+    from websockets.exceptions import ConnectionClosed
+
+    query = f"?name={quote(name)}" if "%" not in name else f"?name={name}"
+    async with connect(daphne, f"/ws/rooms/lobby-names{query}") as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd.code == 4400 and "a guest needs a name" in closed.value.rcvd.reason
 
 
 # -- several daphne processes, one Redis ---------------------------------------------------------
@@ -704,7 +728,7 @@ def test_two_browser_pages_on_two_processes_chat(server_factory, redis_url, laye
     pytest.importorskip("playwright")
     from playwright.sync_api import expect, sync_playwright
 
-    env = redis_env(redis_url, layer_prefix)
+    env = redis_env(redis_url, layer_prefix, PRESENCE={"KEY_PREFIX": f"{layer_prefix}:presence:"})
     a, b = server_factory(env=env), server_factory(env=env)
     args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -715,18 +739,28 @@ def test_two_browser_pages_on_two_processes_chat(server_factory, redis_url, laye
             two = browser.new_page()
             one.goto(f"{a.http_url}/chat/lobby/")
             two.goto(f"{b.http_url}/chat/lobby/")
+            one.fill("#name", "alice")
+            one.click("#join button")
+            two.fill("#name", "bob")
+            two.press("#name", "Enter")
             expect(one.locator("#status")).to_contain_text("Connected", timeout=15000)
             expect(two.locator("#status")).to_contain_text("Connected", timeout=15000)
-            one.fill("#name", "alice")
+            # Each page lists both people, whichever process serves the other.
+            for page in (one, two):
+                expect(page.locator("#members")).to_contain_text("alice (guest)", timeout=15000)
+                expect(page.locator("#members")).to_contain_text("bob (guest)", timeout=15000)
+            expect(one.locator("#log .presence")).to_contain_text(["bob (guest) joined"], timeout=15000)
             one.fill("#text", "hello from process A")
-            one.click("button")
-            two.fill("#name", "bob")
+            one.click("#send button")
             two.fill("#text", "hi from process B <script>")
             two.press("#text", "Enter")
             for page in (one, two):
                 log = page.locator("#log .message")
                 expect(log).to_have_count(2, timeout=15000)
-                expect(page.locator("#log")).to_contain_text("alice: hello from process A")
-                expect(page.locator("#log")).to_contain_text("bob: hi from process B <script>")
+                expect(page.locator("#log")).to_contain_text("alice (guest): hello from process A")
+                expect(page.locator("#log")).to_contain_text("bob (guest): hi from process B <script>")
+            two.close()
+            expect(one.locator("#log .presence").last).to_have_text("bob (guest) left", timeout=15000)
+            expect(one.locator("#members")).not_to_contain_text("bob", timeout=15000)
         finally:
             browser.close()

@@ -223,7 +223,7 @@ async def test_the_handshake_rate_counts_unknown_paths_and_comes_before_the_look
 # -- item 8: deep JSON ------------------------------------------------------------------------
 @pytest.mark.parametrize("payload", ["[" * 100_000 + "]" * 100_000, "not json", '{"text": [' * 5_000])
 async def test_a_demo_room_closes_1007_on_json_it_cannot_read(daphne, payload):
-    async with connect(daphne, "/ws/rooms/deep-json") as ws:
+    async with connect(daphne, "/ws/rooms/deep-json?name=deep") as ws:
         assert json.loads(await ws.recv())["type"] == "welcome"
         await ws.send(payload)
         assert await closed_with(ws) == 1007

@@ -21,10 +21,11 @@ async def test_a_project_stage_admits_and_sits_before_admission(daphne):
     await probe(daphne, "clear")
     async with connect(daphne, "/ws/test/staged?ticket=ok") as ws:
         names = await recv_json(ws)
-    assert names[:9] == ["host_and_rate", "tenant", "route", "limits", "tenant_settings", "origin_and_subprotocol",
-                         "authentication", "tenant_binding", "selected_subprotocol"], names
-    assert names[9] == "ticket", names
-    assert names[10:] == ["admission"], names  # the live registry's stage (LIVE_REGISTRY on in tests)
+    assert names[:10] == ["host_and_rate", "tenant", "route", "limits", "route_hook", "tenant_settings",
+                          "origin_and_subprotocol", "authentication", "tenant_binding", "selected_subprotocol"], names
+    assert names[10] == "ticket", names
+    # the live registry's stage (LIVE_REGISTRY on in tests), then the per-user index (rockstar_ws.users)
+    assert names[11:] == ["admission", "users"], names
     events = await probe(daphne, "events")
     assert events == ["ticket admitted for /ws/test/staged", "staged handler ran"], events
 

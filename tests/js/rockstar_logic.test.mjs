@@ -1,4 +1,4 @@
-// Pure logic of rockstar.js under node's test runner (run by tests/test_jsclient_logic.py).
+// Pure logic of rockstar.js under node's test runner (run by tests/unit/test_client_logic.py).
 import assert from "node:assert/strict";
 import { test } from "node:test";
 

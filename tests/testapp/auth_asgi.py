@@ -1,4 +1,4 @@
-"""A second ASGI app for tests/test_auth*.py: its own server with a replaced auth manager.
+"""A second ASGI app for tests/e2e/test_auth*.py: its own server with a replaced auth manager.
 
 The manager admits the Django session user (Channels' AuthMiddlewareStack) from pages on
 ``http://localhost:<any port>`` and has the query-token source turned off.

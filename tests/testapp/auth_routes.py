@@ -1,4 +1,4 @@
-"""Authenticated routes for tests/test_auth*.py (imported by ws_routes.py).
+"""Authenticated routes for tests/e2e/test_auth*.py (imported by ws_routes.py).
 
 Their middleware and handler record ``auth-mw:<probe>`` / ``auth-handler:<probe>`` (``probe``
 is a query parameter the test picks), so a test proves through /ws/test/probe that a refused

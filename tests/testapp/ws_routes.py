@@ -197,7 +197,7 @@ async def state_handler(ctx: Context, conn: WebSocketConnection) -> None:
 
 ws.register_route("/ws/test/state", state_handler, [_mw("route")])
 
-from . import auth_routes, client_routes, live_routes, ws_group_routes  # noqa: E402, F401  (routes of other test modules)
+from . import auth_routes, client_routes, live_routes, presence_routes, pubsub_routes, ws_group_routes  # noqa: E402, F401  (routes of other test modules)
 
 
 # -- a project's own handshake stage (docs/architecture.md, "Where a new feature plugs in") ----

@@ -9,7 +9,7 @@ from rockstar_ws.core.context import Context, Headers, Request
 from rockstar_ws.core.errors import ImproperlyConfigured
 from rockstar_ws.handshake.pipeline import Pipeline, Step
 
-DEFAULT = ["host_and_rate", "tenant", "route", "limits", "tenant_settings", "origin_and_subprotocol",
+DEFAULT = ["host_and_rate", "tenant", "route", "limits", "route_hook", "tenant_settings", "origin_and_subprotocol",
            "authentication", "tenant_binding", "selected_subprotocol"]
 
 

@@ -1,0 +1,361 @@
+"""The pub/sub route (docs/protocol.md) through real daphne processes, and Redis for the cluster cases.
+
+Routes: tests/testapp/pubsub_routes.py; history per pattern: tests/settings.py (news 1000,
+short.* 5 publications, brief.* 1 s). Redis tests use their own key prefix; the flush test runs
+its own redis-server on a free port and flushes only that one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import uuid
+
+import pytest
+import redis as redis_lib
+
+from tests.client import InvalidStatus, connect
+from tests.pubsub_client import open_client
+from tests.servers import ROOT, free_port, wait_for_port
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def ws_publish(server, group: str, data, *, count: int = 1, tenant: str | None = None) -> str:
+    cmd = [sys.executable, str(ROOT / "manage.py"), "ws_publish", group, json.dumps(data), "--count", str(count)]
+    if tenant:
+        cmd += ["--tenant", tenant]
+    done = subprocess.run(cmd, cwd=ROOT, env=server.env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+# -- protocol on one embedded daphne -------------------------------------------------------------
+async def test_subscribe_publish_and_the_selected_subprotocol(daphne):
+    async with open_client(daphne) as c:
+        assert c.ws.subprotocol == "rockstar.pubsub.v1"
+        reply = await c.subscribe("room.basics")
+        assert set(reply["result"]) == {"epoch", "offset", "catchup"} and reply["result"]["catchup"] == 0
+        published = await c.command("publish", group="room.basics", data={"text": "hi"})
+        assert published["result"] == {"epoch": reply["result"]["epoch"], "offset": reply["result"]["offset"] + 1}
+        await c.wait_for(lambda: c.pubs("room.basics"))
+        assert c.pubs("room.basics")[0] == {"type": "pub", "group": "room.basics", "data": {"text": "hi"},
+                                            **published["result"]}
+
+
+async def test_no_pubsub_subprotocol_gets_v1_and_another_version_is_refused(daphne):
+    async with open_client(daphne, subprotocols=None) as c:
+        assert c.ws.subprotocol is None
+        assert "result" in await c.subscribe("news")
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(daphne, "/ws/test/pubsub", subprotocols=["rockstar.pubsub.v2"]):
+            pass
+    assert refused.value.response.status_code == 400
+
+
+async def test_token_marker_next_to_v1_authenticates_and_v1_is_selected(daphne, server_env):
+    from rockstar_ws.tokens import access_token_for
+
+    from tests.auth_helpers import user_ids
+
+    token = str(access_token_for(user_ids(server_env)["alice"], scopes="chat:read"))
+    async with open_client(daphne, subprotocols=["rockstar.pubsub.v1", "rockstar.bearer", token]) as c:
+        assert c.ws.subprotocol == "rockstar.pubsub.v1"
+        assert "result" in await c.subscribe("members.x")  # authenticated-only: the token counted
+
+
+async def test_bad_frames_and_errors_leave_the_connection_open(daphne):
+    async with open_client(daphne) as c:
+        await c.ws.send("[1, 2]")
+        await c.ws.send('{"type": "subscribe", "group": "news"}')
+        await c.wait_for(lambda: len([p for p in c.pushes if "error" in p]) >= 2)
+        assert {p["error"]["code"] for p in c.pushes if "error" in p} == {"bad_request"}
+        assert (await c.command("jump"))["error"]["code"] == "unsupported_type"
+        assert (await c.subscribe("bad group!"))["error"]["code"] == "bad_group"
+        assert (await c.subscribe("nowhere"))["error"]["code"] == "no_rule"
+        assert (await c.subscribe("news", since={"epoch": 5}))["error"]["code"] == "bad_request"
+        assert "result" in await c.subscribe("news")
+        assert (await c.subscribe("news"))["error"]["code"] == "already_subscribed"
+        assert (await c.command("unsubscribe", group="room.none"))["error"]["code"] == "not_subscribed"
+        assert (await c.command("unsubscribe", group="news"))["result"] == {}
+        assert "result" in await c.subscribe("news")  # the connection and its state are fine
+
+
+async def test_a_group_without_history_has_no_positions(daphne):
+    async with open_client(daphne) as c:
+        assert (await c.subscribe("plain.x"))["result"] == {"catchup": 0}
+        assert (await c.command("publish", group="plain.x", data=[1]))["result"] == {}
+        await c.wait_for(lambda: c.pubs("plain.x"))
+        assert c.pubs("plain.x") == [{"type": "pub", "group": "plain.x", "data": [1]}]
+
+
+async def test_recovery_in_memory_and_beyond_the_size(daphne):
+    async with open_client(daphne) as a:
+        top = (await a.subscribe("short.size"))["result"]
+        for i in range(3):
+            await a.command("publish", group="short.size", data=i)
+    since = {"epoch": top["epoch"], "offset": top["offset"]}
+    async with open_client(daphne) as b:
+        r = (await b.subscribe("short.size", since=since))["result"]
+        assert r["recovered"] is True and r["catchup"] == 3
+        await b.wait_for(lambda: len(b.pubs()) >= 3)
+        assert [p["data"] for p in b.pubs()] == [0, 1, 2]
+        for i in range(3, 10):  # short.* keeps 5: offset top+1 is trimmed now
+            await b.command("publish", group="short.size", data=i)
+    async with open_client(daphne) as c:
+        r = (await c.subscribe("short.size", since=since))["result"]
+        assert r["recovered"] is False and r["catchup"] == 0 and r["offset"] == top["offset"] + 10
+
+
+async def test_recovery_beyond_the_ttl_says_recovered_false(daphne):
+    async with open_client(daphne) as a:
+        top = (await a.subscribe("brief.t"))["result"]
+        await a.command("publish", group="brief.t", data="soon gone")
+        await a.wait_for(lambda: a.pubs())
+        since = {"epoch": top["epoch"], "offset": top["offset"]}
+        answers = []
+
+        async def expired() -> bool:
+            async with open_client(daphne) as b:
+                answers.append((await b.subscribe("brief.t", since=since))["result"])
+            return answers[-1]["recovered"] is False
+
+        async with asyncio.timeout(60):  # brief.* keeps a publication 1 s: ask until it is gone
+            while not await expired():
+                assert answers[-1]["recovered"] is True and answers[-1]["catchup"] == 1
+        assert answers[-1]["catchup"] == 0
+
+
+async def test_a_handler_subscribes_its_own_connection(daphne):
+    async with open_client(daphne) as p:
+        top = (await p.subscribe("room.handler"))["result"]
+        for i in range(4):
+            await p.command("publish", group="room.handler", data={"i": i})
+        async with connect(daphne, "/ws/test/pubsub-handler") as h:
+            await h.send(json.dumps({"group": "room.handler", "since": {"epoch": top["epoch"],
+                                                                         "offset": top["offset"] + 1}}))
+            got = [json.loads(await asyncio.wait_for(h.recv(), 30)) for _ in range(4)]
+            assert [g["got"]["i"] for g in got[:3]] == [1, 2, 3]
+            assert got[3] == {"recovered": True, "catchup": 3, "offset": top["offset"] + 4}
+            await p.command("publish", group="room.handler", data={"i": 4})
+            live = json.loads(await asyncio.wait_for(h.recv(), 30))
+            assert live == {"got": {"i": 4}, "offset": top["offset"] + 5}
+
+
+# -- permissions through the route ---------------------------------------------------------------
+# (group, user or None, tenant host or None, expected: "ok", an error code, or "http <status>").
+# Tokens: alice chat:read chat:write of tenant1, bob chat:read of tenant2, admin (staff) reports read.
+PERMISSION_CASES = [
+    ("news", None, None, "ok"),
+    ("closed", "alice", None, "forbidden"),
+    ("members.a", None, None, "unauthenticated"),
+    ("members.a", "alice", None, "ok"),
+    ("user:{alice}", "alice", None, "ok"),
+    ("user:{alice}", "bob", None, "forbidden"),
+    ("user:{alice}", None, None, "unauthenticated"),
+    ("reports.q", "alice", None, "forbidden"),
+    ("reports.q", "admin", None, "ok"),
+    ("chat.x", "alice", None, "ok"),
+    ("chat.x", "bob", None, "forbidden"),
+    ("orders.{alice}", "alice", None, "ok"),
+    ("orders.{alice}", "bob", None, "forbidden"),
+    ("ledger", "admin", None, "ok"),
+    ("ledger", "alice", None, "forbidden"),
+    ("tenant:tenant1:x", "alice", None, "ok"),
+    ("tenant:tenant1:x", "bob", None, "forbidden"),
+    ("tenant:tenant1:x", None, None, "forbidden"),
+    ("tenant:tenant1:x", "alice", "tenant1", "ok"),
+    ("tenant:tenant1:x", "bob", "tenant1", "http 403"),
+    ("vip.x", "alice", None, "ok"),
+    ("vip.x", "bob", None, "forbidden"),
+    ("vip.x", None, None, "forbidden"),
+]
+GRANTS = {"alice": ("chat:read chat:write", "tenant1"), "bob": ("chat:read", "tenant2"),
+          "admin": ("reports read", None)}
+
+
+async def test_permission_table_through_the_route(daphne, server_env):
+    from rockstar_ws.tokens import access_token_for
+
+    from tests.auth_helpers import user_ids
+
+    ids = {k: str(v) for k, v in user_ids(server_env).items()}
+    tokens = {name: str(access_token_for(ids[name], scopes=scopes, tenant=tenant))
+              for name, (scopes, tenant) in GRANTS.items()}
+    seen = []
+    for group, user, host, _expected in PERMISSION_CASES:
+        name = group.replace("{alice}", ids["alice"])
+        kwargs = {"host": f"{host}.localhost:{daphne.port}"} if host else {}
+        protocols = ["rockstar.pubsub.v1"] + (["rockstar.bearer", tokens[user]] if user else [])
+        try:
+            async with open_client(daphne, subprotocols=protocols, **kwargs) as c:
+                reply = await c.subscribe(name)
+                got = "ok" if "result" in reply else reply["error"]["code"]
+        except InvalidStatus as exc:  # a tenant host's binding refusing another tenant's token
+            got = f"http {exc.response.status_code}"
+        seen.append((group, user, host, got))
+    assert seen == PERMISSION_CASES
+
+
+async def test_one_tenant_never_reaches_another_tenants_stream(daphne):
+    t1, t2 = f"tenant1.localhost:{daphne.port}", f"tenant2.localhost:{daphne.port}"
+    async with open_client(daphne, host=t1) as a, open_client(daphne, host=t2) as b, open_client(daphne) as n:
+        ra, rb = (await a.subscribe("news"))["result"], (await b.subscribe("news"))["result"]
+        await n.subscribe("news")
+        assert ra["epoch"] != rb["epoch"]  # two streams
+        await b.command("publish", group="news", data="for tenant2")
+        await a.command("publish", group="news", data="for tenant1")
+        await a.wait_for(lambda: a.pubs())
+        await b.wait_for(lambda: b.pubs())
+        await n.command("publish", group="news", data="no tenant")
+        await n.wait_for(lambda: n.pubs())
+        await a.command("publish", group="news", data="tenant1 again")
+        await a.wait_for(lambda: len(a.pubs()) >= 2)
+        assert [p["data"] for p in a.pubs()] == ["for tenant1", "tenant1 again"]
+        assert [p["data"] for p in b.pubs()] == ["for tenant2"]
+        assert [p["data"] for p in n.pubs()] == ["no tenant"]
+
+
+async def test_ws_publish_needs_a_cross_process_layer(daphne):
+    done = subprocess.run([sys.executable, str(ROOT / "manage.py"), "ws_publish", "news", "1"], cwd=ROOT,
+                          env=daphne.env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "channel layer" in done.stderr
+    bad = subprocess.run([sys.executable, str(ROOT / "manage.py"), "ws_publish", "news", "{oops"], cwd=ROOT,
+                         env=daphne.env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "DATA must be JSON" in bad.stderr
+
+
+# -- two daphne processes and Redis ----------------------------------------------------------------
+@pytest.fixture
+def cluster(server_factory, redis_url):
+    """Two daphne processes (A, B) sharing Redis under a key prefix of their own, deleted afterwards."""
+    prefix = f"ps{uuid.uuid4().hex[:8]}"
+    env = {"REDIS_URL": redis_url, "ROCKSTAR_TEST_PREFIX": prefix}
+    a, b = server_factory("daphne", env=env), server_factory("daphne", env=env)
+    yield a, b
+    r = redis_lib.Redis.from_url(redis_url)
+    for key in r.scan_iter(f"{prefix}*"):
+        r.delete(key)
+
+
+async def _position(client, group: str) -> dict:
+    await client.wait_for(lambda: client.pubs(group))
+    last = client.pubs(group)[-1]
+    return {"epoch": last["epoch"], "offset": last["offset"]}
+
+
+async def test_reconnect_to_another_process_receives_exactly_the_50_missed_then_live(cluster):
+    a, b = cluster
+    async with open_client(b) as pub_b:
+        async with open_client(a) as reader:
+            assert "result" in await reader.subscribe("news")
+            await pub_b.command("publish", group="news", data={"src": "B", "n": -1})  # crosses processes
+            since = await _position(reader, "news")
+        ws_publish(a, "news", {"src": "cli"}, count=25)
+        for n in range(25):
+            assert "result" in await pub_b.command("publish", group="news", data={"src": "B", "n": n})
+        async with open_client(b) as reader:
+            reply = (await reader.subscribe("news", since=since))["result"]
+            assert reply["recovered"] is True and reply["catchup"] == 50
+            assert reply["offset"] == since["offset"] + 50 and reply["epoch"] == since["epoch"]
+            await reader.wait_for(lambda: len(reader.pubs()) >= 50)
+            caught = reader.pubs()
+            assert [p["offset"] for p in caught] == list(range(since["offset"] + 1, since["offset"] + 51))
+            assert [p["data"] for p in caught] == [{"src": "cli"}] * 25 + [{"src": "B", "n": n} for n in range(25)]
+            async with open_client(a) as pub_a:
+                for n in range(5):
+                    await pub_a.command("publish", group="news", data={"src": "A", "n": n})
+            await reader.wait_for(lambda: len(reader.pubs()) >= 55)
+            assert [p["data"] for p in reader.pubs()[50:]] == [{"src": "A", "n": n} for n in range(5)]
+            assert [p["offset"] for p in reader.pubs()] == list(range(since["offset"] + 1, since["offset"] + 56))
+
+
+async def test_recovery_under_a_steady_publish_rate_has_no_gap_and_no_duplicate(cluster):
+    a, b = cluster
+    async with open_client(a) as reader:
+        await reader.subscribe("news")
+        async with open_client(a) as p:
+            await p.command("publish", group="news", data="start")
+        since = await _position(reader, "news")
+    ws_publish(b, "news", "missed", count=25)
+    published: list[int] = []
+    stop, more = asyncio.Event(), asyncio.Event()
+
+    async def published_at_least(n: int) -> None:
+        async with asyncio.timeout(60):
+            while len(published) < n:
+                more.clear()
+                await more.wait()
+
+    async def steady(server) -> None:  # about 50 publications/s from each process, replies awaited
+        async with open_client(server) as p:
+            while not stop.is_set():
+                r = await p.command("publish", group="news", data="steady")
+                published.append(r["result"]["offset"])
+                more.set()
+                await asyncio.sleep(0.02)  # pacing of the publisher, not a wait for a result
+
+    publishers = [asyncio.ensure_future(steady(a)), asyncio.ensure_future(steady(b))]
+    try:
+        await asyncio.sleep(0)  # let the publishers start before the catch-up
+        async with open_client(b) as reader:
+            await published_at_least(10)
+            reply = (await reader.subscribe("news", since=since))["result"]
+            assert reply["recovered"] is True and reply["catchup"] >= 25
+            await published_at_least(reply["catchup"] + 60)  # live ones keep coming meanwhile
+            stop.set()
+            await asyncio.gather(*publishers)
+            top = max(published)
+            await reader.wait_for(lambda: reader.pubs() and reader.pubs()[-1]["offset"] >= top)
+            offsets = [p["offset"] for p in reader.pubs()]
+            assert offsets == list(range(since["offset"] + 1, top + 1))  # every one, once, in order
+            assert [p["data"] for p in reader.pubs()[:25]] == ["missed"] * 25
+    finally:
+        stop.set()
+        await asyncio.gather(*publishers, return_exceptions=True)
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server of this test on a free port (it may be flushed), without persistence."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    wait_for_port(port, proc)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+async def test_after_redis_lost_its_data_recovery_says_recovered_false(server_factory, own_redis):
+    server = server_factory("daphne", env={"REDIS_URL": own_redis, "ROCKSTAR_TEST_PREFIX": "own"})
+    async with open_client(server) as c:
+        await c.subscribe("news")
+        await c.command("publish", group="news", data=1)
+        since = await _position(c, "news")
+    redis_lib.Redis.from_url(own_redis).flushall()
+    async with open_client(server) as c:
+        reply = (await c.subscribe("news", since=since))["result"]
+        assert reply["recovered"] is False and reply["catchup"] == 0
+        assert reply["epoch"] != since["epoch"] and reply["offset"] == 0
+        await c.command("publish", group="news", data=2)  # the stream goes on in its new epoch
+        await c.wait_for(lambda: c.pubs())
+        assert c.pubs()[0]["offset"] == 1 and c.pubs()[0]["epoch"] == reply["epoch"]
+
+
+async def test_presence_command_and_join_leave_pushes(daphne):
+    async with open_client(daphne) as a:
+        assert "result" in await a.subscribe("room.presence", presence=True)
+        async with open_client(daphne) as b:
+            assert "result" in await b.subscribe("room.presence")
+            await a.wait_for(lambda: any(p.get("type") == "join" for p in a.pushes))
+            assert (await a.command("presence", group="room.presence"))["result"]["clients"] == 2
+        await a.wait_for(lambda: any(p.get("type") == "leave" for p in a.pushes))
+        assert (await a.command("presence", group="room.presence"))["result"] == {"clients": 1, "users": []}
+        assert (await a.command("presence", group="news"))["error"]["code"] in ("forbidden", "not_subscribed")
