@@ -35,7 +35,7 @@ export interface RockstarClientOptions {
   minReconnectDelay?: number;
   /** Cap of every reconnect delay, ms. Default 20000. */
   maxReconnectDelay?: number;
-  /** Window the first reconnect after a dropped connection is spread over, ms. Default 2000. */
+  /** Window the first reconnect after a dropped connection is spread over, ms. Default 5000. */
   reconnectSpread?: number;
   /** Sends and commands kept while not connected. Default 100. */
   queueSize?: number;

@@ -41,7 +41,7 @@ const DEFAULTS = Object.freeze({
   pubsub: false,
   minReconnectDelay: 500,
   maxReconnectDelay: 20000,
-  reconnectSpread: 2000,
+  reconnectSpread: 5000,
   queueSize: 100,
   heartbeatInterval: 10000,
   connectTimeout: 10000,
