@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis as redis_lib
 
 from tests.client import connect
-from tests.servers import ROOT, ServerProcess
+from tests.servers import ROOT, PrivateRedis, ServerProcess
 
 CI = os.environ.get("CI", "").lower() == "true"
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
@@ -83,6 +86,32 @@ def redis_url() -> str:
             pytest.fail("Redis is not reachable on 127.0.0.1:6379 (CI=true: Redis tests must run)")
         pytest.skip("Redis is not reachable on 127.0.0.1:6379")
     return f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+
+
+@pytest.fixture
+def key_prefix(redis_url: str) -> Iterator[str]:
+    """A Redis key prefix of this test on the shared Redis; every key under it is deleted afterwards
+    (never FLUSHDB: other tests and other checkouts share that Redis)."""
+    prefix = f"rockstar_ws:test:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    client = redis_lib.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=prefix + "*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A redis-server of this test only, on a free port, for tests that stop, restart or flush one.
+    Skipped without redis-server, except under CI=true, where it fails."""
+    if not shutil.which("redis-server"):
+        if CI:
+            pytest.fail("redis-server is not installed (CI=true: Redis tests must run)")
+        pytest.skip("redis-server is not installed")
+    r = PrivateRedis(tmp_path).start()
+    yield r
+    r.stop()
 
 
 async def probe(server: ServerProcess, question: str):

@@ -10,20 +10,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis as redis_lib
 
 from tests.client import connect
-from tests.servers import ROOT, free_port, wait_for_port
+from tests.servers import ROOT
 from tests.waiting import poll
 
 pytestmark = pytest.mark.timeout(180)
@@ -608,41 +606,6 @@ async def test_member_that_never_reads_is_closed_by_the_byte_bound_on_every_serv
 
 
 # -- Redis goes away and comes back --------------------------------------------------------------
-class PrivateRedis:
-    """A redis-server of this test only, on a free port (the shared one is never touched)."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.port = free_port()
-        self.tmp = tmp
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.tmp)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port, self.proc)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    if not shutil.which("redis-server"):
-        pytest.skip("redis-server is not installed")
-    r = PrivateRedis(tmp_path)
-    r.start()
-    yield r
-    r.stop()
-
-
 def _log_noise(server) -> dict[str, list[str]]:
     """rockstar_ws's WARNING/ERROR lines, tracebacks and outage lines in a server's log."""
     lines = server.output().splitlines()

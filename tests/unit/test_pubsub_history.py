@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -26,7 +24,7 @@ from rockstar_ws.pubsub.history import (
     history_store_from_config,
     redis_from_config,
 )
-from tests.servers import free_port, wait_for_port
+from tests.servers import PrivateRedis
 from tests.waiting import poll
 
 pytestmark = pytest.mark.timeout(120)
@@ -35,18 +33,6 @@ pytestmark = pytest.mark.timeout(120)
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30.0, every: float = 0.05) -> bool:
     """Poll ``check`` until it is true or the deadline passes; the last answer is returned."""
     return bool(await poll(check, bool, timeout, every))
-
-
-@pytest.fixture
-def key_prefix(redis_url: str) -> Iterator[str]:
-    """A Redis key prefix of this test; every key under it is deleted afterwards."""
-    prefix = f"rockstar_ws:test:history:{uuid.uuid4().hex[:12]}:"
-    yield prefix
-    client = redis_lib.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=prefix + "*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -223,42 +209,6 @@ async def test_metadata_lost_but_stream_left_serves_nothing_of_the_old_epoch(red
         assert r.recovered and [p.data for p in r.publications] == ["new-1"]
     finally:
         await store.close()
-
-
-class PrivateRedis:
-    """A redis-server (or sentinel) of this test only, on a free port."""
-
-    def __init__(self, tmp: Path, *extra: str) -> None:
-        self.port = free_port()
-        self.tmp = tmp
-        self.extra = extra
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self, *head: str) -> PrivateRedis:
-        self.proc = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", *head, "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.tmp), *self.extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port, self.proc)
-        return self
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
-    if not shutil.which("redis-server"):
-        pytest.skip("redis-server is not installed")
-    r = PrivateRedis(tmp_path).start()
-    yield r
-    r.stop()
 
 
 async def test_a_redis_restart_without_persistence_changes_the_epoch(private_redis: PrivateRedis) -> None:

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
-import redis as redis_lib
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
@@ -137,17 +135,6 @@ def _diff(got: list[int], want: list[int]) -> str:
     dups = sorted({o for o in got if got.count(o) > 1})
     missing = sorted(set(want) - set(got))
     return f"duplicates {dups[:10]}, missing {missing[:10]}, order ok: {got == sorted(got)}"
-
-
-@pytest.fixture
-def key_prefix(redis_url: str) -> Iterator[str]:
-    prefix = f"rockstar_ws:test:recovery:{uuid.uuid4().hex[:12]}:"
-    yield prefix
-    client = redis_lib.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=prefix + "*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 @pytest.fixture(params=["memory", "redis"])
