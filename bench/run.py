@@ -119,9 +119,10 @@ SCALE, IDLE, STORM, LATER = "scale", "idle", "storm", "later"
 SECTIONS = (ECHO, HANDSHAKE, MEMORY, BROADCAST, SATURATION, SCALE, IDLE, STORM, LATER)
 #: Receivers of the broadcast-at-scale rows on one daphne (the two-process row is separate).
 SCALE_STEPS = (200, 500, 1000, 2000, 5000)
-PENDING_PRESENCE = "pending: comes with the presence issue (its owner adds the row)"
-PENDING_HISTORY = "pending: comes with the history/recovery issue (its owner adds the row)"
-PENDING_CLIENT = "pending: comes with the JavaScript client issue (its owner adds the row)"
+PENDING_PRESENCE = "not in this runner yet: python bench/presence_join.py (figures in docs/presence.md)"
+PENDING_HISTORY = ("not in this runner yet: python bench/pubsub_recovery.py and bench/pubsub_broadcast.py "
+                   "(figures in docs/pubsub.md)")
+PENDING_CLIENT = "not in this runner yet: tests/e2e/test_client_browser.py measures the spread (docs/client.md)"
 ROWS: list[Row] = [
     Row("echo-bare", ECHO, "bare websockets server (ceiling)", "bare", "/"),
     Row("echo-bare-asgi-daphne", ECHO, "bare ASGI echo app, daphne (the server's ceiling)", "bare-asgi-daphne", "/"),
@@ -182,7 +183,7 @@ ROWS: list[Row] = [
     Row("idle-plain", IDLE, "plain Channels, one daphne", "plain-daphne", "/bench/echo", "idle"),
     Row("storm-rockstar-regredis", STORM, "rockstar_ws, one daphne restarted, registry in Redis",
         "rockstar-daphne-regredis-metrics", "/bench/echo", "storm"),
-    # Rows of features that are not built yet: their owners fill them in (a Server, drop `pending`).
+    # Rows measured by scripts of their own for now (a Server and dropping `pending` moves one here).
     Row("later-presence", LATER, "presence: join/leave events to a big channel", pending=PENDING_PRESENCE),
     Row("later-history", LATER, "history: publish with history, recovery on reconnect", pending=PENDING_HISTORY),
     Row("later-client", LATER, "JavaScript client: reconnect storm through the client's backoff",
@@ -1187,7 +1188,7 @@ def _int(x: float | None) -> str:
 
 
 def later_table(results: dict[str, dict[str, Any]], a: argparse.Namespace) -> list[str]:
-    lines = ["", "### Rows of features still to come", "", "| row | status |", "| --- | --- |"]
+    lines = ["", "### Rows measured by their own scripts", "", "| row | status |", "| --- | --- |"]
     lines += [f"| {row.label} | *{row.pending or 'measured'}* |" for row in ROWS if row.section == LATER]
     return lines
 
