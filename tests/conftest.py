@@ -19,6 +19,10 @@ from tests.client import connect
 from tests.servers import ROOT, PrivateRedis, ServerProcess
 
 CI = os.environ.get("CI", "").lower() == "true"
+#: Debian's Chromium, which Playwright drives through ``executable_path`` (no browser download).
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 
 
@@ -119,3 +123,13 @@ async def probe(server: ServerProcess, question: str):
     async with connect(server, "/ws/test/probe") as ws:
         await ws.send(json.dumps({"get": question}))
         return json.loads(await ws.recv())
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Path of Chromium for browser tests. Skipped when absent, except under CI=true, where it fails."""
+    if not shutil.which(CHROMIUM):
+        if CI:
+            pytest.fail(f"Chromium is not installed at {CHROMIUM} (CI=true: browser tests must run)")
+        pytest.skip(f"Chromium is not installed at {CHROMIUM}")
+    return CHROMIUM

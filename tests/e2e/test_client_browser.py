@@ -10,19 +10,17 @@ refused, texts received) is read from the server process itself: the stats throu
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import time
 
 import pytest
 from websockets.sync.client import connect as sync_connect
 
-from tests.conftest import CI
+from tests.conftest import CHROMIUM
+from tests.conftest import CHROMIUM_ARGS as ARGS
 from tests.servers import ServerProcess
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+pytestmark = pytest.mark.usefixtures("chromium")
 STATIC = "/static/rockstar_ws/rockstar.js"
 
 # Installs window.T: clients by name, each with the events it saw. getToken asks SimpleJWT's
@@ -60,14 +58,6 @@ HARNESS = """async () => {
   };
   return true;
 }""".replace("__STATIC__", STATIC)
-
-
-@pytest.fixture(autouse=True)
-def chromium_present() -> None:
-    if not shutil.which(CHROMIUM):
-        if CI:
-            pytest.fail("Chromium is not installed at /usr/bin/chromium (CI=true: browser tests must run)")
-        pytest.skip("Chromium is not installed at /usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from tests.client import connect
-from tests.conftest import CI
+from tests.conftest import CHROMIUM
+from tests.conftest import CHROMIUM_ARGS as ARGS
 from tests.e2e.test_ops_live import LIVE, session_cookie
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+pytestmark = pytest.mark.usefixtures("chromium")
 
-
-
-@pytest.fixture(autouse=True)
-def chromium_present() -> None:
-    if not shutil.which(CHROMIUM):
-        if CI:
-            pytest.fail("Chromium is not installed at /usr/bin/chromium (CI=true: browser tests must run)")
-        pytest.skip("Chromium is not installed at /usr/bin/chromium")
 
 
 async def test_staff_sees_counts_update_without_reload_and_non_staff_is_kept_out(server_factory, server_env):

@@ -4,7 +4,6 @@ Prometheus, per process and summed across two processes on Redis; the chart in h
 from __future__ import annotations
 
 import asyncio
-import shutil
 import uuid
 from contextlib import AsyncExitStack
 from urllib.parse import quote
@@ -15,9 +14,9 @@ from websockets.exceptions import InvalidStatus
 from rockstar_ws.auth.tokens import access_token_for
 from tests.auth_helpers import user_ids
 from tests.client import connect, recv_json
-from tests.conftest import CI
+from tests.conftest import CHROMIUM
+from tests.conftest import CHROMIUM_ARGS as ARGS
 from tests.e2e.test_ops_live import cluster_env, http_get, live, wait_live
-from tests.e2e.test_ops_live_browser import ARGS, CHROMIUM
 
 FAST = '{"LIVE_SERIES_INTERVAL": 0.5, "LIVE_PAGE_REFRESH": 0.3, "METRICS_TOKEN": "series-test-token"}'
 
@@ -90,11 +89,7 @@ async def test_series_sum_across_two_processes_on_redis(server_factory, server_e
     assert (await live(a, staff))["total"] >= 0
 
 
-async def test_chart_moves_when_connections_open(server_factory, server_env):
-    if not shutil.which(CHROMIUM):
-        if CI:
-            pytest.fail("Chromium is not installed at /usr/bin/chromium (CI=true: browser tests must run)")
-        pytest.skip("Chromium is not installed at /usr/bin/chromium")
+async def test_chart_moves_when_connections_open(chromium, server_factory, server_env):
     from playwright.async_api import async_playwright, expect
 
     server = server_factory("daphne", env={"ROCKSTAR_TEST_WS_SETTINGS": FAST})
