@@ -13,7 +13,9 @@ A connection's life, in order:
 3. Middleware runs, outermost first, around the rest; it may refuse by raising ``Deny``.
 4. The innermost step accepts the handshake, registers the connection, starts the handler as
    a task and pumps client messages into the connection's inbox (the hot path: one
-   ``receive()``, one deque append, one future wake-up per message).
+   ``receive()``, one deque append, one future wake-up per message). On daphne and uvicorn the
+   pump parks while the handler waits for messages, and the handler receives for itself (one
+   task wake-up per message; ``_pump``).
 5. When either side ends, the other is wound down: a client that left gets its handler a
    grace period (``HANDLER_CLOSE_TIMEOUT``) before it is cancelled; a handler that returned
    closes with 1000, one that raised with 1011.
