@@ -20,7 +20,7 @@ reaches Redis rewrites this process's state there.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from ..conf import ws_settings
@@ -45,12 +45,21 @@ Release = Callable[[], Awaitable[None]]
 
 
 def registry_redis() -> RedisConfig:
-    """``REGISTRY_REDIS_URL``, or the channel layer's first host when it is a channels_redis layer
-    (a URL, or the host dict of a Sentinel master), or '' (in-process only)."""
+    """``REGISTRY_REDIS_URL`` (a URL, or a channels-redis host dict: ``{"address": url}`` or a
+    Sentinel master, ``{"sentinels": [(host, port), ...], "master_name": name}``), or the channel
+    layer's first host when it is a channels_redis layer, or '' (in-process only).
+
+    Raises ``ImproperlyConfigured`` naming the fix when the dict's shape is wrong."""
     url = ws_settings.REGISTRY_REDIS_URL
-    if url is not None:
-        return str(url)
-    return layer_redis()
+    if url is None:
+        return layer_redis()
+    if isinstance(url, Mapping):
+        # Checked now (it connects to nothing): a typo fails at start-up, not at the first handshake.
+        redis_from_config(url, setting="ROCKSTAR_WS['REGISTRY_REDIS_URL']")
+        if "address" in url:
+            return str(url["address"])
+        return dict(url)
+    return str(url)
 
 
 def redis_url_from_settings() -> str:
