@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_KEY_PREFIX",
     "DEFAULT_META_TTL",
+    "HISTORY_SOCKET_TIMEOUT",
     "HistoryStore",
     "MemoryHistoryStore",
     "Position",
@@ -60,6 +61,8 @@ __all__ = [
 DEFAULT_KEY_PREFIX = "rockstar_ws:history:"
 #: Seconds a group's epoch and offset counter outlive its last use (Centrifugo's history_meta_ttl).
 DEFAULT_META_TTL = 30 * 24 * 3600.0
+#: Seconds a history call's socket may wait (connect or read) when the store builds its client.
+HISTORY_SOCKET_TIMEOUT = 5.0
 
 Payload = bytes | str
 
@@ -394,7 +397,11 @@ class RedisHistoryStore(HistoryStore):
         if not meta_ttl >= 0:
             raise ValueError(f"meta_ttl must be >= 0 seconds (0: never expires), got {meta_ttl!r}")
         if isinstance(redis, str | Mapping):
-            redis = redis_from_config(redis, setting="PUBSUB_HISTORY['REDIS']")
+            # Socket timeouts: a master that stops answering (a partition, a frozen host) fails a
+            # call after 5 s instead of holding a publication until TCP gives up.
+            redis = redis_from_config(redis, setting="PUBSUB_HISTORY['REDIS']",
+                                      socket_timeout=HISTORY_SOCKET_TIMEOUT,
+                                      socket_connect_timeout=HISTORY_SOCKET_TIMEOUT)
         self.redis: Redis = redis
         self.key_prefix = key_prefix
         self.meta_ttl_ms = int(meta_ttl * 1000)
