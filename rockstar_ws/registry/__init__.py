@@ -56,9 +56,9 @@ def registry_redis() -> RedisConfig:
     if isinstance(url, Mapping):
         # Checked now (it connects to nothing): a typo fails at start-up, not at the first handshake.
         redis_from_config(url, setting="ROCKSTAR_WS['REGISTRY_REDIS_URL']")
-        if "address" in url:
+        if set(url) == {"address"}:
             return str(url["address"])
-        return dict(url)
+        return dict(url)  # a Sentinel master, or an address with connection options
     return str(url)
 
 
@@ -68,7 +68,9 @@ def redis_url_from_settings() -> str:
     config = registry_redis()
     if isinstance(config, str):
         return config
-    return f"sentinel:{config['master_name']}"
+    if "master_name" in config:
+        return f"sentinel:{config['master_name']}"
+    return str(config["address"])
 
 
 _registry: LocalRegistry | None = None
@@ -82,7 +84,7 @@ def get_registry() -> LocalRegistry:
         if config:
             timeout = float(ws_settings.REGISTRY_REDIS_TIMEOUT)
             factory = None
-            if not isinstance(config, str):  # a Sentinel master: no URL, a client from the dict
+            if not isinstance(config, str):  # a Sentinel master (no URL) or options: a client from the dict
                 sentinel = config
                 factory = lambda: redis_from_config(  # noqa: E731
                     sentinel, socket_timeout=timeout, socket_connect_timeout=timeout)

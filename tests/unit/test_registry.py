@@ -147,6 +147,11 @@ def test_registry_redis_url_takes_a_sentinel_host_dict():
     with override_settings(ROCKSTAR_WS={"REGISTRY_REDIS_URL": {"address": "redis://h:1/2"}}):
         assert redis_url_from_settings() == "redis://h:1/2"
         assert get_registry().client_factory is None  # type: ignore[attr-defined]
+    with_options = {"address": "redis://:pw@h:1/2", "health_check_interval": 30}
+    with override_settings(ROCKSTAR_WS={"REGISTRY_REDIS_URL": with_options}):
+        assert redis_url_from_settings() == "redis://:pw@h:1/2"
+        registry = get_registry()
+        assert isinstance(registry, RedisRegistry) and registry.client_factory is not None  # the options kept
 
 
 @pytest.mark.parametrize("bad, message", [
