@@ -4,9 +4,10 @@ Replication is asynchronous, so a promoted replica may lack the last writes its 
 acknowledged. The registry and presence notice the new master by its replication id (their
 heartbeat scripts return it) and rewrite their own state; a history stream starts a new epoch,
 so a recovery from before says ``recovered: false`` instead of reusing offsets. The failover is
-played on a private Redis: the lost writes are removed by hand, and ``DEBUG CHANGE-REPL-ID``
-gives the master a new replication id, which is what a promotion does (tests/e2e/
-test_sentinel_features.py plays the real failover with a sentinel).
+played on a private Redis: the lost writes are removed by hand, ``DEBUG CHANGE-REPL-ID`` gives
+the master a new replication id, which is what a promotion does, and ``SCRIPT FLUSH`` empties
+the script cache, so every script call first meets ``NOSCRIPT`` (redis-py loads the script again)
+(tests/e2e/test_sentinel_features.py plays the real failover with a sentinel).
 """
 
 from __future__ import annotations
@@ -40,10 +41,12 @@ def debug_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 
 
 def new_master(server: PrivateRedis) -> None:
-    """What a promotion does to the replication id (the data stays as the replica had it)."""
+    """What a promotion can look like: a new replication id, and no script in the cache (EVALSHA
+    answers NOSCRIPT until a script is loaded again); the data stays as the replica had it."""
     client = redis.Redis(port=server.port)
     before = client.info("replication")["master_replid"]
     client.execute_command("DEBUG", "CHANGE-REPL-ID")
+    client.script_flush()
     assert client.info("replication")["master_replid"] != before
     client.close()
 
@@ -114,14 +117,15 @@ async def test_history_starts_a_new_epoch_on_a_new_master(debug_redis):
         assert first.epoch == r.position.epoch and first.offset == 1
         r = await store.since("g", first.epoch, 0)
         assert r.recovered and [p.data for p in r.publications] == ["after"]
-        # An append is the first to meet the new master too.
+        # An append is the first to meet the new master too, in a pipeline of several.
         new_master(debug_redis)
-        moved = await store.append("g", "moved", size=10, ttl=60)
-        assert moved.epoch != first.epoch and moved.offset == 1
+        moved, second = await store.append_many("g", ["moved", "moved-2"], size=10, ttl=60)
+        assert moved.epoch != first.epoch and (moved.offset, second.offset) == (1, 2)
+        assert second.epoch == moved.epoch
         assert not (await store.since("g", first.epoch, 1)).recovered
         # A stream written before the replication id was recorded keeps its epoch (an upgrade).
         redis.Redis(port=debug_redis.port).hdel("hist:g:m", "r")
         r = await store.since("g", moved.epoch, 0)
-        assert r.recovered and [p.data for p in r.publications] == ["moved"]
+        assert r.recovered and [p.data for p in r.publications] == ["moved", "moved-2"]
     finally:
         await store.close()
