@@ -37,7 +37,7 @@ from tests.waiting import poll, wait_until_async
 #: docs/deployment.md quotes them: everything is back within this many seconds of the failure. A
 #: killed master resets its connections at once; a frozen one (SIGSTOP, as behind a partition)
 #: answers nothing, so the calls already waiting on it fail only at their socket timeout (the
-#: history's 5 s, the channel layer's own), one after another on a path that makes several.
+#: history's 5 s, the channel layer's own), sometimes two within one call (measured: 10 s).
 RECOVERY_BOUND = {"kill": 15.0, "freeze": 30.0}
 GROUP = "sentfeat"  # the broadcast group
 PRESENCE_GROUP = "sentfeat.who"
