@@ -30,7 +30,8 @@ FAILOVER_TIMEOUT_MS = 5000
 
 
 class SentinelSet:
-    """The three processes, started by :meth:`start`; :meth:`kill_master` ends the master with SIGKILL."""
+    """The three processes, started by :meth:`start`; :meth:`kill_master` ends the master with SIGKILL,
+    :meth:`freeze_master` stops it with SIGSTOP."""
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
@@ -107,9 +108,14 @@ class SentinelSet:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
 
+    def freeze_master(self) -> None:
+        """SIGSTOP: the master keeps its sockets open and answers nothing, as behind a partition."""
+        self.procs["master"].send_signal(signal.SIGSTOP)
+
     def stop(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)  # a frozen process handles SIGTERM only once continued
                 proc.terminate()
                 try:
                     proc.wait(10)

@@ -65,10 +65,11 @@ async def close_client(client: Any) -> None:
         pass
 
 
-def redis_from_config(config: RedisConfig, **defaults: object) -> Redis:
+def redis_from_config(config: RedisConfig, *, setting: str = "Redis", **defaults: object) -> Redis:
     """A ``redis.asyncio.Redis`` client from a URL or a channels-redis host dict (Sentinel too).
 
-    ``defaults`` are connection options applied unless the config sets them (timeouts, ...). A
+    ``defaults`` are connection options applied unless the config sets them (timeouts, ...);
+    ``setting`` names the setting in error messages. A
     URL gets a blocking pool of ``max_connections`` (100) that waits up to ``timeout`` (10 s).
     Raises ``ImproperlyConfigured`` naming the fix when the shape is wrong.
     """
@@ -78,7 +79,7 @@ def redis_from_config(config: RedisConfig, **defaults: object) -> Redis:
     if isinstance(config, str):
         if not config.startswith(("redis://", "rediss://", "unix://")):
             raise ImproperlyConfigured(
-                f"history Redis URL must start with redis://, rediss:// or unix://, got {config!r}")
+                f"{setting} URL must start with redis://, rediss:// or unix://, got {config!r}")
         options = {"max_connections": 100, "timeout": 10.0, **defaults}
         # Blocking: a burst of appends waits for a free connection instead of failing with
         # redis-py's MaxConnectionsError (see rockstar_ws/layers.py).
@@ -86,36 +87,36 @@ def redis_from_config(config: RedisConfig, **defaults: object) -> Redis:
         return aioredis.Redis(connection_pool=pool)
     if not isinstance(config, Mapping):
         raise ImproperlyConfigured(
-            "history Redis must be a URL ('redis://host:6379/0') or a dict: {'address': url} or "
+            f"{setting} must be a URL ('redis://host:6379/0') or a dict: {{'address': url}} or "
             f"{{'sentinels': [(host, port), ...], 'master_name': name}}; got {type(config).__name__}")
     options = {**defaults, **config}
     if "address" in options:
         if "sentinels" in options or "master_name" in options:
-            raise ImproperlyConfigured("history Redis: give either 'address' or 'sentinels' + 'master_name', not both")
+            raise ImproperlyConfigured(f"{setting}: give either 'address' or 'sentinels' + 'master_name', not both")
         address = options.pop("address")
         if not isinstance(address, str):
-            raise ImproperlyConfigured(f"history Redis 'address' must be a URL string, got {address!r}")
-        return redis_from_config(address, **options)
+            raise ImproperlyConfigured(f"{setting} 'address' must be a URL string, got {address!r}")
+        return redis_from_config(address, setting=setting, **options)
     if "sentinels" not in options or "master_name" not in options:
         raise ImproperlyConfigured(
-            "history Redis dict needs 'address' (a URL) or both 'sentinels' (a list of (host, port)) and "
+            f"{setting} dict needs 'address' (a URL) or both 'sentinels' (a list of (host, port)) and "
             f"'master_name'; got keys {sorted(config)}")
     sentinels = options.pop("sentinels")
     master_name = options.pop("master_name")
     sentinel_kwargs = options.pop("sentinel_kwargs", None)
     if not isinstance(master_name, str) or not master_name:
-        raise ImproperlyConfigured(f"history Redis 'master_name' must be a non-empty string, got {master_name!r}")
+        raise ImproperlyConfigured(f"{setting} 'master_name' must be a non-empty string, got {master_name!r}")
     pairs: list[tuple[str, int]] = []
     if not isinstance(sentinels, Sequence) or isinstance(sentinels, str) or not sentinels:
-        raise ImproperlyConfigured("history Redis 'sentinels' must be a non-empty list of (host, port) pairs")
+        raise ImproperlyConfigured(f"{setting} 'sentinels' must be a non-empty list of (host, port) pairs")
     for item in sentinels:
         if (not isinstance(item, Sequence) or isinstance(item, str) or len(item) != 2
                 or not isinstance(item[0], str) or isinstance(item[1], bool) or not isinstance(item[1], int)):
             raise ImproperlyConfigured(
-                f"history Redis 'sentinels' entries must be (host, port) pairs like ('10.0.0.1', 26379), got {item!r}")
+                f"{setting} 'sentinels' entries must be (host, port) pairs like ('10.0.0.1', 26379), got {item!r}")
         pairs.append((item[0], item[1]))
     if sentinel_kwargs is not None and not isinstance(sentinel_kwargs, Mapping):
-        raise ImproperlyConfigured("history Redis 'sentinel_kwargs' must be a dict of connection options")
+        raise ImproperlyConfigured(f"{setting} 'sentinel_kwargs' must be a dict of connection options")
     sentinel = Sentinel(
         pairs, sentinel_kwargs=dict(sentinel_kwargs) if sentinel_kwargs else None, **options)
     return cast("Redis", sentinel.master_for(master_name))

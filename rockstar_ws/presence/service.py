@@ -143,7 +143,8 @@ def presence_config() -> PresenceConfig:
     elif isinstance(redis, Mapping):
         from ..core.redis import redis_from_config
 
-        redis_from_config(redis)  # checks the dict's shape; connects to nothing yet
+        # Checks the dict's shape; connects to nothing yet.
+        redis_from_config(redis, setting="ROCKSTAR_WS['PRESENCE']['REDIS']")
     else:
         raise ImproperlyConfigured("ROCKSTAR_WS['PRESENCE']['REDIS'] must be a URL, a channels-redis host dict, "
                                    f"'' or None, got {type(redis).__name__}")

@@ -400,7 +400,11 @@ for i = 5, #ARGV do
   redis.call('PEXPIRE', base .. ':procs', data_ttl)
   if #gu > 0 then out[#out + 1] = {group, gu, gm} end
 end
-return {existed, lost, out}
+-- The master's replication id: a new one (a failover, a Redis restarted empty) may lack this
+-- process's last joins and leaves, so the process rewrites its entries. '' where INFO is refused.
+local info = redis.pcall('INFO', 'replication')
+local replid = type(info) == 'string' and string.match(info, 'master_replid:(%w+)') or ''
+return {existed, lost, out, replid}
 """
 
 # Rewrites this process's entries of one group from its own memory: after Redis lost them (a
@@ -465,6 +469,8 @@ class RedisPresenceStore(PresenceStore):
         self._pending = 0  # joins and leaves in flight
         self._dirty = False  # Redis may not hold exactly self.own: the next heartbeat rewrites it
         self._resyncing = False
+        #: The replication id of the Redis master the last heartbeat reached (a new one: resync).
+        self._replid: str | None = None
         self._open: asyncio.Event | None = None  # set unless a resync holds writes back
         self._drained: asyncio.Event | None = None  # set when no write is in flight
 
@@ -542,10 +548,12 @@ class RedisPresenceStore(PresenceStore):
         groups = list(self.own)
         batches = [groups[i:i + _HEARTBEAT_BATCH] for i in range(0, len(groups), _HEARTBEAT_BATCH)] or [[]]
         for batch in batches:
-            existed, lost, reports = await self._call(
+            existed, lost, reports, replid = await self._call(
                 "heartbeat", [self.prefix, self.process, self._alive_ms, self._data_ms, *batch])
-            if not int(existed) or int(lost):
+            replid = text(replid)
+            if not int(existed) or int(lost) or (self._replid is not None and replid != self._replid):
                 self._dirty = True
+            self._replid = replid
             for group, gone_users, gone_members in reports:
                 self._report(text(group), gone_users, gone_members)
         if not self.own:

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_KEY_PREFIX",
     "DEFAULT_META_TTL",
+    "HISTORY_SOCKET_TIMEOUT",
     "HistoryStore",
     "MemoryHistoryStore",
     "Position",
@@ -60,6 +61,8 @@ __all__ = [
 DEFAULT_KEY_PREFIX = "rockstar_ws:history:"
 #: Seconds a group's epoch and offset counter outlive its last use (Centrifugo's history_meta_ttl).
 DEFAULT_META_TTL = 30 * 24 * 3600.0
+#: Seconds a history call's socket may wait (connect or read) when the store builds its client.
+HISTORY_SOCKET_TIMEOUT = 5.0
 
 Payload = bytes | str
 
@@ -274,17 +277,36 @@ class MemoryHistoryStore(HistoryStore):
 
 
 # -- Redis ------------------------------------------------------------------------------------
+# The replication id of the master running the script: it changes when a replica is promoted
+# (a failover) or a Redis restarts without its data; '' where INFO is refused in scripts.
+_REPLID = """
+local function master_replid()
+  local info = redis.pcall('INFO', 'replication')
+  return type(info) == 'string' and string.match(info, 'master_replid:(%w+)') or ''
+end
+"""
+
 # KEYS: meta hash, stream. ARGV: payload, binary flag, size, ttl ms, meta ttl ms, epoch if new.
 # The epoch comes from the caller: a script's random numbers are not random enough for it.
-_APPEND = """
+_APPEND = _REPLID + """
 local meta, stream = KEYS[1], KEYS[2]
 local size, ttl, meta_ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local epoch = redis.call('HGET', meta, 'e')
+local replid = master_replid()
+local m = redis.call('HMGET', meta, 'e', 'r')
+local epoch = m[1]
+if epoch and m[2] and m[2] ~= replid then
+  -- Another master (a failover): the old one may have taken appends it never replicated, so
+  -- the offsets after this stream's top may be known to clients: a new epoch, never a reuse.
+  redis.call('DEL', meta)
+  epoch = nil
+end
 if not epoch then
   epoch = ARGV[6]
-  redis.call('HSET', meta, 'e', epoch)
+  redis.call('HSET', meta, 'e', epoch, 'r', replid)
+elseif not m[2] then
+  redis.call('HSET', meta, 'r', replid)
 end
 local top = redis.call('HINCRBY', meta, 's', 1)
 if top == 1 then
@@ -315,15 +337,23 @@ return {top, epoch}
 
 # KEYS: meta hash, stream. ARGV: client epoch, offset, limit (0: none), meta ttl ms, epoch if new.
 # Returns {top, epoch, entries}; entries are unexpired {id, data, binary flag} from offset + 1.
-_SINCE = """
+_SINCE = _REPLID + """
 local meta, stream = KEYS[1], KEYS[2]
 local offset, limit, meta_ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local m = redis.call('HMGET', meta, 'e', 's')
+local replid = master_replid()
+local m = redis.call('HMGET', meta, 'e', 's', 'r')
 local epoch, top = m[1], tonumber(m[2] or '0')
+if epoch and m[3] and m[3] ~= replid then
+  -- Another master (a failover): what the stream held may be short of what clients saw.
+  redis.call('DEL', meta, stream)
+  epoch = nil
+end
 if not epoch then
   epoch = ARGV[5]
   top = 0
-  redis.call('HSET', meta, 'e', epoch)
+  redis.call('HSET', meta, 'e', epoch, 'r', replid)
+elseif not m[3] then
+  redis.call('HSET', meta, 'r', replid)
 end
 if meta_ttl > 0 then redis.call('PEXPIRE', meta, meta_ttl) end
 local out = {}
@@ -367,7 +397,11 @@ class RedisHistoryStore(HistoryStore):
         if not meta_ttl >= 0:
             raise ValueError(f"meta_ttl must be >= 0 seconds (0: never expires), got {meta_ttl!r}")
         if isinstance(redis, str | Mapping):
-            redis = redis_from_config(redis)
+            # Socket timeouts: a master that stops answering (a partition, a frozen host) fails a
+            # call after 5 s instead of holding a publication until TCP gives up.
+            redis = redis_from_config(redis, setting="PUBSUB_HISTORY['REDIS']",
+                                      socket_timeout=HISTORY_SOCKET_TIMEOUT,
+                                      socket_connect_timeout=HISTORY_SOCKET_TIMEOUT)
         self.redis: Redis = redis
         self.key_prefix = key_prefix
         self.meta_ttl_ms = int(meta_ttl * 1000)

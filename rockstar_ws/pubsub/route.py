@@ -230,7 +230,14 @@ class PubSubHandler:
         if present:  # before the reply: a presence command right after subscribe counts this one
             from rockstar_ws.pubsub import presence
 
-            await presence.watch(self.server, sub, principal, pushes=wants_presence)
+            try:
+                await presence.watch(self.server, sub, principal, pushes=wants_presence)
+            except Exception as exc:
+                # The presence store's Redis is down (or failing over): the same retryable answer
+                # as a history that does not answer, and no subscription left behind.
+                logger.warning("subscribing failed, presence store unavailable: %r", exc)
+                await session.remove(sub)
+                raise _Error("history_unavailable", "the presence store did not answer; not subscribed") from None
         session.call(start)
         return None
 

@@ -20,7 +20,7 @@ reaches Redis rewrites this process's state there.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 from ..conf import ws_settings
@@ -45,12 +45,21 @@ Release = Callable[[], Awaitable[None]]
 
 
 def registry_redis() -> RedisConfig:
-    """``REGISTRY_REDIS_URL``, or the channel layer's first host when it is a channels_redis layer
-    (a URL, or the host dict of a Sentinel master), or '' (in-process only)."""
+    """``REGISTRY_REDIS_URL`` (a URL, or a channels-redis host dict: ``{"address": url}`` or a
+    Sentinel master, ``{"sentinels": [(host, port), ...], "master_name": name}``), or the channel
+    layer's first host when it is a channels_redis layer, or '' (in-process only).
+
+    Raises ``ImproperlyConfigured`` naming the fix when the dict's shape is wrong."""
     url = ws_settings.REGISTRY_REDIS_URL
-    if url is not None:
-        return str(url)
-    return layer_redis()
+    if url is None:
+        return layer_redis()
+    if isinstance(url, Mapping):
+        # Checked now (it connects to nothing): a typo fails at start-up, not at the first handshake.
+        redis_from_config(url, setting="ROCKSTAR_WS['REGISTRY_REDIS_URL']")
+        if set(url) == {"address"}:
+            return str(url["address"])
+        return dict(url)  # a Sentinel master, or an address with connection options
+    return str(url)
 
 
 def redis_url_from_settings() -> str:
@@ -59,7 +68,9 @@ def redis_url_from_settings() -> str:
     config = registry_redis()
     if isinstance(config, str):
         return config
-    return f"sentinel:{config['master_name']}"
+    if "master_name" in config:
+        return f"sentinel:{config['master_name']}"
+    return str(config["address"])
 
 
 _registry: LocalRegistry | None = None
@@ -73,7 +84,7 @@ def get_registry() -> LocalRegistry:
         if config:
             timeout = float(ws_settings.REGISTRY_REDIS_TIMEOUT)
             factory = None
-            if not isinstance(config, str):  # a Sentinel master: no URL, a client from the dict
+            if not isinstance(config, str):  # a Sentinel master (no URL) or options: a client from the dict
                 sentinel = config
                 factory = lambda: redis_from_config(  # noqa: E731
                     sentinel, socket_timeout=timeout, socket_connect_timeout=timeout)

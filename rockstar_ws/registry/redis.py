@@ -71,6 +71,8 @@ class RedisRegistry(LocalRegistry):
         self._dirty = False
         self._resyncing = False
         self._admitting = 0
+        #: The replication id of the Redis master the last heartbeat reached (a new one: resync).
+        self._replid: str | None = None
         #: False while Redis is unreachable (connections are then counted in this process only).
         self.redis_ok = True
         self.last_error = ""
@@ -117,7 +119,13 @@ class RedisRegistry(LocalRegistry):
     async def beat(self) -> None:
         """One heartbeat: keep this process's keys alive; rewrite them if Redis lost them."""
         try:
-            kept = await self._call("heartbeat", self._keys, [self.process, self._ttl_ms, self.prefix])
+            kept, replid = await self._call("heartbeat", self._keys, [self.process, self._ttl_ms, self.prefix])
+            replid = text(replid)
+            if self._replid is not None and replid != self._replid:
+                # Another master (a Sentinel failover, a Redis restarted empty): replication is
+                # asynchronous, so it may lack this process's last admissions and releases.
+                self._dirty = True
+            self._replid = replid
             if (self._dirty or (not kept and self.counts)) and self._pending == 0:
                 await self._resync()
             self._recovered()

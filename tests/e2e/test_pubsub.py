@@ -20,6 +20,7 @@ import redis as redis_lib
 from tests.client import InvalidStatus, connect
 from tests.pubsub_client import open_client
 from tests.servers import ROOT, free_port, wait_for_port
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -359,3 +360,27 @@ async def test_presence_command_and_join_leave_pushes(daphne):
         await a.wait_for(lambda: any(p.get("type") == "leave" for p in a.pushes))
         assert (await a.command("presence", group="room.presence"))["result"] == {"clients": 1, "users": []}
         assert (await a.command("presence", group="news"))["error"]["code"] in ("forbidden", "not_subscribed")
+
+
+async def test_subscribe_while_presence_redis_is_down_is_refused_cleanly_then_works(server_factory, private_redis):
+    """room.* has presence: subscribing joins the presence store; with its Redis down the reply is
+    the retryable ``history_unavailable`` (not ``internal``), nothing stays half-subscribed, and the
+    same command succeeds once Redis is back."""
+    server = server_factory(env={"ROCKSTAR_TEST_WS_SETTINGS": json.dumps(
+        {"PRESENCE": {"REDIS": private_redis.url, "HEARTBEAT": 1, "TTL": 3}})})
+    async with open_client(server) as c:
+        assert "result" in await c.subscribe("room.up")
+        private_redis.stop()
+        reply = await c.subscribe("room.down")
+        assert reply["error"]["code"] == "history_unavailable" and "presence" in reply["error"]["message"], reply
+        private_redis.start()
+
+        async def subscribed() -> dict | None:
+            reply = await c.subscribe("room.down")
+            assert "result" in reply or reply["error"]["code"] == "history_unavailable", reply
+            return reply.get("result")
+        assert await wait_until_async(subscribed, timeout=30, interval=0.2)
+        await c.command("publish", group="room.down", data="back")
+        await c.wait_for(lambda: c.pubs("room.down"))
+        assert [p["data"] for p in c.pubs("room.down")] == ["back"]
+    assert "pub/sub command on" not in server.output()  # no unexpected exception was logged

@@ -5,8 +5,8 @@ Two daphne processes whose channel layer finds the master through a sentinel
 replica and a sentinel of this test only (tests/sentinel.py). While one process broadcasts,
 the master gets SIGKILL; the sentinel promotes the replica; both processes keep serving their
 connections, and cross-process delivery resumes through the new master within 15 s of the kill.
-The registry is per process here (``REGISTRY_REDIS_URL: ""``): it does not follow a Sentinel yet
-(docs/deployment.md).
+The registry is per process here (``REGISTRY_REDIS_URL: ""``), to prove the layer alone;
+tests/e2e/test_sentinel_features.py runs the registry, presence and history through the sentinel too.
 """
 
 from __future__ import annotations

@@ -136,3 +136,33 @@ async def test_limits_hold_under_a_concurrent_burst_across_two_registries(redis_
         for key in client.scan_iter(f"{prefix}*"):
             client.delete(key)
         client.close()
+
+
+def test_registry_redis_url_takes_a_sentinel_host_dict():
+    sentinel = {"sentinels": [("10.0.0.1", 26379)], "master_name": "mymaster"}
+    with override_settings(ROCKSTAR_WS={"REGISTRY_REDIS_URL": sentinel}):
+        assert redis_url_from_settings() == "sentinel:mymaster"
+        registry = get_registry()
+        assert isinstance(registry, RedisRegistry) and registry.client_factory is not None
+    with override_settings(ROCKSTAR_WS={"REGISTRY_REDIS_URL": {"address": "redis://h:1/2"}}):
+        assert redis_url_from_settings() == "redis://h:1/2"
+        assert get_registry().client_factory is None  # type: ignore[attr-defined]
+    with_options = {"address": "redis://:pw@h:1/2", "health_check_interval": 30}
+    with override_settings(ROCKSTAR_WS={"REGISTRY_REDIS_URL": with_options}):
+        assert redis_url_from_settings() == "redis://:pw@h:1/2"
+        registry = get_registry()
+        assert isinstance(registry, RedisRegistry) and registry.client_factory is not None  # the options kept
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"sentinels": [("h", "26379")], "master_name": "m"}, r"REGISTRY_REDIS_URL.*\(host, port\) pairs"),
+    ({"master_name": "m"}, r"REGISTRY_REDIS_URL.*needs 'address'"),
+    ({"address": "redis://x", "sentinels": [("h", 1)], "master_name": "m"}, "not both"),
+])
+def test_a_wrong_registry_host_dict_is_refused_at_start_up(bad, message):
+    from rockstar_ws.checks import check_registry
+
+    with override_settings(ROCKSTAR_WS={"REGISTRY_REDIS_URL": bad}):
+        with pytest.raises(ImproperlyConfigured, match=message):
+            redis_url_from_settings()
+        assert [e.id for e in check_registry(None)] == ["rockstar_ws.E103"]

@@ -7,4 +7,10 @@ end
 redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
 redis.call('PEXPIRE', KEYS[4], ARGV[2])
-return redis.call('PEXPIRE', KEYS[3], ARGV[2])
+local kept = redis.call('PEXPIRE', KEYS[3], ARGV[2])
+-- The master's replication id changes when a replica is promoted (a failover) or a Redis
+-- restarts without its data: the process then rewrites its state (writes the old master took
+-- may not have reached the replica). '' where INFO is not allowed in scripts.
+local info = redis.pcall('INFO', 'replication')
+local replid = type(info) == 'string' and string.match(info, 'master_replid:(%w+)') or ''
+return {kept, replid}
