@@ -50,7 +50,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..core.errors import Deny, ImproperlyConfigured
+from ..core.errors import ImproperlyConfigured, NoRoute
 from ..limits.upgrader import Upgrader, effective_upgrader
 from .precheck import check_selected_subprotocol, precheck
 
@@ -182,7 +182,7 @@ def route(table: RouteTable) -> SyncStage:
         request = ctx.request
         found = table.find(request.host, request.path, request.tenant_id)
         if found is None:
-            raise Deny(404, log_detail=f"no route for host={request.host!r} path={request.path!r}")
+            raise NoRoute(log_detail=f"no route for host={request.host!r} path={request.path!r}")
         ctx.route, request.path_params = found
     return route
 

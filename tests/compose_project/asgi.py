@@ -1,0 +1,60 @@
+"""A project that had Channels consumers in a URLRouter before it added rockstar_ws.
+
+``application``: rockstar_ws's routes as URL routes beside the old ones (the old consumer is
+untouched; the same class is also served behind rockstar_ws's checks). ``fallback_application``:
+rockstar_ws in front, the project's router behind it for every path it has no route for.
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.compose_project.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from rockstar_ws import Deny, WebSocketServer  # noqa: E402
+from rockstar_ws import default_server as ws  # noqa: E402
+from tests.compose_project.consumers import EVENTS, LegacyConsumer  # noqa: E402
+
+# -- the project as it was -------------------------------------------------------------------
+legacy_routes = [path("ws/legacy/<str:room>", LegacyConsumer.as_asgi())]
+
+
+# -- what adding rockstar_ws took ------------------------------------------------------------
+async def no_banned_rooms(ctx, next):
+    """Middleware: runs before the consumer; a refusal here never reaches its connect()."""
+    if ctx.request.path_params.get("room") == "banned":
+        raise Deny(403, "room banned")
+    EVENTS.append(f"middleware:{ctx.request.path}")
+    await next(ctx)
+
+
+ws.register_authenticated_route("/ws/secure/<str:room>", LegacyConsumer.as_asgi(), [no_banned_rooms],
+                                allowed_scopes=["legacy:use"])
+ws.register_route("/ws/open/<str:room>", LegacyConsumer.as_asgi(), [no_banned_rooms])
+
+
+@ws.route("/ws/native")
+async def native(ctx, conn):
+    async for _kind, data in conn:
+        await conn.write_message(1, f"native:{data}")
+
+
+application = ProtocolTypeRouter({
+    "http": django_asgi_app,
+    "websocket": AuthMiddlewareStack(URLRouter([*ws.urlpatterns, *legacy_routes])),
+})
+
+# -- rockstar_ws in front, the project's router behind ------------------------------------------
+front = WebSocketServer(name="front", fallback=URLRouter(legacy_routes))
+front.register_authenticated_route("/ws/front/secure", LegacyConsumer.as_asgi(), allowed_scopes=["legacy:use"])
+front.register_route("/ws/front/<str:room>", LegacyConsumer.as_asgi())
+
+fallback_application = ProtocolTypeRouter({
+    "http": django_asgi_app,
+    "websocket": AuthMiddlewareStack(front),
+})
