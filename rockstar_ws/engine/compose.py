@@ -83,9 +83,7 @@ class RouteEntry:
         return first or full
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        from .consumer import RockstarConsumer
-
-        await RockstarConsumer(self.server, path=self.path_for(scope))(scope, receive, send)
+        await self.server.serve(scope, receive, send, path=self.path_for(scope))
 
     def __repr__(self) -> str:
         return f"<RouteEntry {self.route_path!r} of {self.server.name!r}>"

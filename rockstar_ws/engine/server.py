@@ -446,6 +446,11 @@ class WebSocketServer(UserDelivery):
 
     handle_upgrade = __call__
 
+    async def serve(self, scope: dict[str, Any], receive: Any, send: Any, *, path: str | None = None) -> None:
+        """Serve one connection routed on ``path`` (None: the scope's path without its
+        ``root_path``): what each ``urlpatterns`` entry calls."""
+        await RockstarConsumer(self, path=path)(scope, receive, send)
+
     def __repr__(self) -> str:
         return f"<WebSocketServer {self.name!r} routes={len(self.routes)} connections={self.get_connections()}>"
 

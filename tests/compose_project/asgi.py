@@ -14,6 +14,8 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from channels.sessions import SessionMiddlewareStack  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from rockstar_ws import Deny, WebSocketServer  # noqa: E402
@@ -38,6 +40,13 @@ ws.register_authenticated_route("/ws/secure/<str:room>", LegacyConsumer.as_asgi(
 ws.register_route("/ws/open/<str:room>", LegacyConsumer.as_asgi(), [no_banned_rooms])
 
 
+# Channels' wrappers inside rockstar_ws: they run after its checks, around the consumer.
+ws.register_authenticated_route("/ws/inside/auth", AuthMiddlewareStack(LegacyConsumer.as_asgi()),
+                                allowed_scopes=["legacy:use"])
+ws.register_route("/ws/inside/origin", AllowedHostsOriginValidator(LegacyConsumer.as_asgi()))
+ws.register_route("/ws/inside/session", SessionMiddlewareStack(LegacyConsumer.as_asgi()))
+
+
 @ws.route("/ws/native")
 async def native(ctx, conn):
     async for _kind, data in conn:
@@ -47,6 +56,12 @@ async def native(ctx, conn):
 application = ProtocolTypeRouter({
     "http": django_asgi_app,
     "websocket": AuthMiddlewareStack(URLRouter([*ws.urlpatterns, *legacy_routes])),
+})
+
+# Channels' wrappers outside: the origin check and the session before rockstar_ws's routes.
+guarded_application = ProtocolTypeRouter({
+    "http": django_asgi_app,
+    "websocket": AllowedHostsOriginValidator(SessionMiddlewareStack(URLRouter([*ws.urlpatterns, *legacy_routes]))),
 })
 
 # -- rockstar_ws in front, the project's router behind ------------------------------------------

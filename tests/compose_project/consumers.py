@@ -30,6 +30,7 @@ class LegacyConsumer(AsyncWebsocketConsumer):
             "user": getattr(user, "username", None) or str(user),
             "authenticated": bool(getattr(user, "is_authenticated", False)),
             "rockstar": self.scope.get("rockstar"),
+            "session": "session" in self.scope,
         }, default=str))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:

@@ -24,6 +24,7 @@ from tests.tenantapp.auth import make_token
 from tests.waiting import poll
 
 APP = "tests.compose_project.asgi:application"
+GUARDED_APP = "tests.compose_project.asgi:guarded_application"
 FALLBACK_APP = "tests.compose_project.asgi:fallback_application"
 SETTINGS = "tests.compose_project.settings"
 KINDS = ["daphne", "uvicorn"]
@@ -149,6 +150,44 @@ async def test_authenticated_consumer_route_refusals_never_reach_connect(srv, en
     assert (await wait_probe(srv, lambda d: d["connections"] == 0))["connections"] == 0
 
 
+# -- Channels' own wrappers, inside and outside rockstar_ws ------------------------------------------
+async def test_channels_wrappers_inside_rockstar_ws_run_after_its_checks(srv, env):
+    origin = f"http://127.0.0.1:{srv.port}"
+    cookie = session_cookie(env, "bob")
+    # AuthMiddlewareStack inside an authenticated route: the token's user stays the scope's user
+    assert await status_of(srv, "/ws/inside/auth", additional_headers={"Cookie": cookie}) == 401
+    async with connect(srv, f"/ws/inside/auth?token={token(['legacy:use'])}",
+                       additional_headers={"Cookie": cookie}) as ws:
+        hello = await recv_json(ws)
+        assert (hello["user"], hello["session"]) == ("alice", True)
+    # AllowedHostsOriginValidator inside: its refusal (a close before the accept) is a 403
+    assert await status_of(srv, "/ws/inside/origin", origin="http://evil.example") == 403
+    async with connect(srv, "/ws/inside/origin", origin=origin) as ws:
+        assert (await recv_json(ws))["rockstar"]["route"] == "/ws/inside/origin"
+    # SessionMiddlewareStack inside: the session, and the user an outer AuthMiddlewareStack set
+    async with connect(srv, "/ws/inside/session", additional_headers={"Cookie": cookie}) as ws:
+        hello = await recv_json(ws)
+        assert (hello["user"], hello["session"]) == ("bob", True)
+
+
+async def test_channels_wrappers_outside_rockstar_ws_run_first(env, tmp_path, server_factory):
+    server = server_factory("daphne", app=GUARDED_APP, env=env)
+    origin = f"http://127.0.0.1:{server.port}"
+    before = await connects(server, "/ws/open/o1")
+    # the outer origin validator refuses before rockstar_ws sees the handshake
+    assert await status_of(server, "/ws/open/o1", origin="http://evil.example") == 403
+    assert await status_of(server, "/ws/secure/o1", origin="http://evil.example") == 403
+    assert await connects(server, "/ws/open/o1") == before
+    # past it, rockstar_ws's own refusals (401 without a token) and the consumer with a session
+    assert await status_of(server, "/ws/secure/o1", origin=origin) == 401
+    async with connect(server, "/ws/open/o1", origin=origin) as ws:
+        hello = await recv_json(ws)
+        assert hello["session"] is True and hello["user"] == "AnonymousUser"  # no AuthMiddlewareStack: no user
+        assert hello["rockstar"]["route"] == "/ws/open/<str:room>"
+    async with connect(server, "/ws/legacy/o2", origin=origin) as ws:
+        assert (await recv_json(ws))["session"] is True
+
+
 # -- rockstar_ws in front of the project's router --------------------------------------------------
 async def test_unknown_paths_reach_the_fallback_router_and_refusals_stay_rockstar_ws(front):
     async with connect(front, "/ws/legacy/behind") as ws:
@@ -181,3 +220,17 @@ async def test_deactivating_the_tenant_closes_the_consumer_with_4403(kind, serve
     assert "disconnect:/ws/secure/t1:4403" in data["events"] and data["connections"] == 0
     assert await wait_status(server, path, "tenant1.localhost", 403) == 403
     assert "Traceback" not in server.output()
+
+
+# -- a project mounted under a prefix ----------------------------------------------------------------
+async def test_root_path_is_left_out_of_the_routed_path(kind, env, server_factory):
+    """``--root-path /mount``: uvicorn puts the prefix into ``scope["path"]``, daphne leaves it out;
+    both route on the path without it, as Channels' ``URLRouter`` does. (``URLRouter`` itself
+    refuses every path on daphne with a root path, which it expects inside ``path``: the
+    ``urlpatterns`` case runs on uvicorn only; docs/channels.md.)"""
+    cases = [(FALLBACK_APP, "/ws/front/r1")] + ([(APP, "/ws/open/r1")] if kind == "uvicorn" else [])
+    for app, path in cases:
+        server = server_factory(kind, app=app, env=env, args=["--root-path", "/mount"])
+        async with connect(server, path) as ws:
+            hello = await recv_json(ws)
+            assert hello["room"] == "r1" and hello["rockstar"]["path_params"] == {"room": "r1"}
