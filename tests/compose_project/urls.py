@@ -12,8 +12,12 @@ async def probe(request):
     """This process's consumer events and its rockstar_ws connections (on the event loop)."""
     from tests.compose_project.asgi import front
 
+    closed = None
+    if request.GET.get("disconnect_user"):  # the per-user path of docs/users.md, from this process
+        closed = await default_server.disconnect_user(request.GET["disconnect_user"], code=4403, reason="revoked")
     conns = [c for s in (default_server, front) for c in s.connections]
     return JsonResponse({
+        "closed": closed,
         "events": EVENTS,
         "connections": len(conns),
         "asgi_connections": sorted(c.ctx.route.path for c in conns if c.ctx.route.asgi),

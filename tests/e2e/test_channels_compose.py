@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.client import connect, recv_json
-from tests.e2e.test_ops_live import session_cookie
+from tests.e2e.test_ops_live import session_cookie, wait_live
 from tests.e2e.test_tenants import closed_with, copy_env, manage, status_of, wait_status
 from tests.servers import ServerProcess
 from tests.tenantapp.auth import make_token
@@ -147,7 +147,27 @@ async def test_authenticated_consumer_route_refusals_never_reach_connect(srv, en
         data = await wait_probe(srv, lambda d: "/ws/secure/<str:room>" in d["asgi_connections"])
         assert data["asgi_connections"] == ["/ws/secure/<str:room>"]
         assert f"middleware:{path}" in data["events"]
+        staff = session_cookie(env, "admin")  # the admin's live page counts it like any connection
+        live = await wait_live(srv, staff, lambda d: d["by_route"].get("/ws/secure/<str:room>") == 1)
+        assert live["by_route"].get("/ws/secure/<str:room>") == 1
     assert (await wait_probe(srv, lambda d: d["connections"] == 0))["connections"] == 0
+    live = await wait_live(srv, staff, lambda d: not d["by_route"].get("/ws/secure/<str:room>"))
+    assert not live["by_route"].get("/ws/secure/<str:room>")
+
+
+async def test_disconnect_user_closes_the_consumers_connections(srv):
+    async with connect(srv, f"/ws/secure/u2?token={token(['legacy:use'], user_id=2)}") as mine, \
+            connect(srv, f"/ws/secure/u1?token={token(['legacy:use'], user_id=1)}") as other:
+        assert (await recv_json(mine))["rockstar"]["user_id"] == "2"
+        await recv_json(other)
+        await wait_probe(srv, lambda d: d["connections"] == 2)
+        result = await asyncio.to_thread(_get, srv, "/compose-probe/?disconnect_user=2")
+        assert result["closed"] == 1
+        assert await closed_with(mine) == (4403, "revoked")
+        await other.send("still")
+        assert await other.recv() == "echo:still"
+    data = await wait_probe(srv, lambda d: "disconnect:/ws/secure/u2:4403" in d["events"])
+    assert "disconnect:/ws/secure/u2:4403" in data["events"]
 
 
 # -- Channels' own wrappers, inside and outside rockstar_ws ------------------------------------------
