@@ -26,6 +26,13 @@ from tests.compose_project.consumers import EVENTS, LegacyConsumer  # noqa: E402
 legacy_routes = [path("ws/legacy/<str:room>", LegacyConsumer.as_asgi())]
 
 
+#: The project's router alone (the set-up check warns that it reaches no rockstar_ws route).
+legacy_only_application = ProtocolTypeRouter({
+    "http": django_asgi_app,
+    "websocket": AuthMiddlewareStack(URLRouter(legacy_routes)),
+})
+
+
 # -- what adding rockstar_ws took ------------------------------------------------------------
 async def no_banned_rooms(ctx, next):
     """Middleware: runs before the consumer; a refusal here never reaches its connect()."""

@@ -254,3 +254,25 @@ async def test_root_path_is_left_out_of_the_routed_path(kind, env, server_factor
         async with connect(server, path) as ws:
             hello = await recv_json(ws)
             assert hello["room"] == "r1" and hello["rockstar"]["path_params"] == {"room": "r1"}
+
+
+def test_the_setup_check_finds_rockstar_ws_inside_the_url_router(env):
+    """``manage.py check`` follows ``URLRouter`` to the urlpatterns entries: no W303 for a project
+    whose rockstar_ws routes sit in its router; a router without them still warns."""
+    import subprocess
+    import sys
+
+    from tests.servers import ROOT
+
+    def check(app: str) -> str:
+        code = ("from django.core import checks; from django.test.utils import override_settings\n"
+                f"with override_settings(ASGI_APPLICATION={app!r}):\n"
+                "    print([m.id for m in checks.run_checks() if m.id and m.id.startswith('rockstar_ws.W30')])")
+        done = subprocess.run([sys.executable, str(ROOT / "manage.py"), "shell", "-c", code], cwd=ROOT,
+                              env={**__import__("os").environ, **env}, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip().splitlines()[-1]
+
+    assert check("tests.compose_project.asgi.application") == "[]"
+    assert check("tests.compose_project.asgi.fallback_application") == "[]"
+    assert check("tests.compose_project.asgi.legacy_only_application") == "['rockstar_ws.W303']"
