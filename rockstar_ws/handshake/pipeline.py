@@ -20,7 +20,9 @@ host_and_rate         ``Host`` in ALLOWED_HOSTS, the client IP's handshake      
 tenant                the host's tenant (rockstar_ws.tenants; when tenancy is    403
                       on): ``ctx.tenant``, ``request.tenant_id``
 route                 host routes, then the tenant's, then global ones:          404
-                      ``ctx.route``, ``request.path_params``
+                      ``ctx.route``, ``request.path_params`` (no route: the
+                      ``NoRoute`` refusal, which the engine hands to the
+                      server's ``fallback`` application when it has one)
 limits                ``ctx.upgrader``: route over server over settings
 route_hook            the route's own step, ``handler.before_accept(ctx)`` when  any
                       the handler has one (the pub/sub route: its protocol
