@@ -18,9 +18,9 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from channels.sessions import SessionMiddlewareStack  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from rockstar_ws import Deny, WebSocketServer  # noqa: E402
+from rockstar_ws import Deny, Upgrader, WebSocketServer  # noqa: E402
 from rockstar_ws import default_server as ws  # noqa: E402
-from tests.compose_project.consumers import EVENTS, LegacyConsumer  # noqa: E402
+from tests.compose_project.consumers import EVENTS, LegacyConsumer, SyncLegacyConsumer  # noqa: E402
 
 # -- the project as it was -------------------------------------------------------------------
 legacy_routes = [path("ws/legacy/<str:room>", LegacyConsumer.as_asgi())]
@@ -45,6 +45,8 @@ async def no_banned_rooms(ctx, next):
 ws.register_authenticated_route("/ws/secure/<str:room>", LegacyConsumer.as_asgi(), [no_banned_rooms],
                                 allowed_scopes=["legacy:use"])
 ws.register_route("/ws/open/<str:room>", LegacyConsumer.as_asgi(), [no_banned_rooms])
+ws.register_host_route("tenant2.localhost", "/ws/sync/<str:room>", SyncLegacyConsumer.as_asgi(),
+                       upgrader=Upgrader(max_message_size=1024))
 
 
 # Channels' wrappers inside rockstar_ws: they run after its checks, around the consumer.

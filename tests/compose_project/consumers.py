@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer, WebsocketConsumer
 
 #: What the consumers of this process did, in order (read by the probe view).
 EVENTS: list[str] = []
@@ -38,3 +38,14 @@ class LegacyConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         EVENTS.append(f"disconnect:{self.scope['path']}:{code}")
+
+
+class SyncLegacyConsumer(WebsocketConsumer):
+    """A synchronous consumer (Channels runs it in a thread): echoes with its room."""
+
+    def connect(self) -> None:
+        self.accept()
+
+    def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        room = self.scope["url_route"]["kwargs"]["room"]
+        self.send(text_data=f"sync:{room}:{text_data}")

@@ -121,6 +121,15 @@ async def test_the_consumer_accepts_with_its_own_subprotocol(srv):
         assert (await recv_json(ws))["room"] == "proto"
 
 
+async def test_a_sync_consumer_on_a_host_route(srv):
+    async with connect(srv, "/ws/sync/s1", host="tenant2.localhost") as ws:
+        await ws.send("a")
+        assert await ws.recv() == "sync:s1:a"
+        await ws.send(b"\x00" * 2048)  # over the route's message size limit: closed by rockstar_ws
+        assert await closed_with(ws) == (1009, "message too big")
+    assert await status_of(srv, "/ws/sync/s1", host="tenant1.localhost") == 404  # another host: no route
+
+
 async def test_a_consumer_that_closes_in_connect_refuses_the_handshake_uncounted(srv):
     before = await connects(srv, "/ws/open/closed")
     assert await status_of(srv, "/ws/open/closed") == 403
