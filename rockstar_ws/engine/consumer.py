@@ -119,7 +119,10 @@ class RockstarConsumer(AsyncConsumer):
         if server is None:
             raise ImproperlyConfigured("RockstarConsumer needs a server: use a WebSocketServer as the ASGI app")
         request = Request.from_scope(scope, _host_of(scope))
-        request.path = self.path if self.path is not None else relative_path(scope)
+        if self.path is not None:
+            request.path = self.path
+        elif scope.get("root_path"):
+            request.path = relative_path(scope)
         ctx = self.ctx = Context(request, scope, server)
         release: Callable[[], Any] | None = None
         serving = False  # False: the handshake stages; True: middleware and the connection's life
@@ -190,51 +193,45 @@ class RockstarConsumer(AsyncConsumer):
             pass
 
     # -- the connection, once middleware let it through -----------------------------------
-    def _new_connection(self, ctx: Context) -> WebSocketConnection:
+    def _new_connection(self, ctx: Context) -> tuple[WebSocketConnection, Any]:
+        """The connection (still CONNECTING) and its guard (None: no limit watched)."""
         conn = WebSocketConnection(ctx, self.base_send, inbox_size=ws_settings.INBOX_SIZE,
                                    inbox_max_bytes=ws_settings.INBOX_MAX_BYTES, bridge=self.bridge,
                                    membership=functools.partial(Membership, self.server))
         ctx.connection = conn
         self.conn = conn
-        conn.set_guard(new_guard(conn, ctx.upgrader or effective_upgrader(ctx.route, self.server.upgrader),
-                                 self.bridge))
-        return conn
+        guard = new_guard(conn, ctx.upgrader or effective_upgrader(ctx.route, self.server.upgrader), self.bridge)
+        conn.set_guard(guard)
+        return conn, guard
 
-    def _accepted(self, conn: WebSocketConnection, subprotocol: str | None) -> None:
+    def _accepted(self, conn: WebSocketConnection, guard: Any, subprotocol: str | None) -> None:
         """The accept went out: the connection is open and counted."""
         self.accepted = True
         conn.opened(subprotocol)
         self.server._opened(conn)
-        if conn.guard is not None:
-            conn.guard.start()
+        if guard is not None:
+            guard.start()
         if self.bridge.name == "daphne":
             watch_daphne_shutdown(self.server)
 
     async def _serve(self, ctx: Context) -> None:
-        server = self.server
-        route = ctx.route
         # Middleware may have chosen the subprotocol: a name the client did not send verbatim
         # would leave the handshake hanging with the connection already counted.
         check_selected_subprotocol(self.scope, ctx.subprotocol)
-        conn = self._new_connection(ctx)
+        conn, guard = self._new_connection(ctx)
         accept: dict[str, Any] = {"type": "websocket.accept"}
         if ctx.subprotocol:
             accept["subprotocol"] = ctx.subprotocol
         await self.base_send(accept)
-        self._accepted(conn, ctx.subprotocol)
-
-        def start() -> asyncio.Future[Any]:
-            if route.is_async:
-                return asyncio.ensure_future(route.handler(ctx, conn))
-            return asyncio.ensure_future(server.run_sync_handler(route.handler, ctx, SyncConnection(conn)))
-        await self._run(ctx, conn, start)
+        self._accepted(conn, guard, ctx.subprotocol)
+        await self._run(ctx, conn, None)
 
     async def _serve_asgi(self, ctx: Context) -> None:
         """Serve the connection with the route's ASGI application (a Channels consumer): it gets
         the ``websocket.connect`` now that every stage and middleware passed, and accepts or
         refuses for itself; once it accepted, the pump feeds it as it feeds a handler."""
-        conn = self._new_connection(ctx)
-        side = AsgiSide(ctx, conn, self.base_send, lambda subprotocol: self._accepted(conn, subprotocol))
+        conn, guard = self._new_connection(ctx)
+        side = AsgiSide(ctx, conn, self.base_send, lambda subprotocol: self._accepted(conn, guard, subprotocol))
         application: Any = ctx.route.handler  # an ASGI application (Route.asgi)
         app = asyncio.ensure_future(application(rockstar_scope(ctx), side.receive, side.send))
         decided = asyncio.ensure_future(side.decided.wait())
@@ -246,7 +243,7 @@ class RockstarConsumer(AsyncConsumer):
         finally:
             decided.cancel()
         if side.accepted:
-            await self._run(ctx, conn, lambda: app)
+            await self._run(ctx, conn, app)
             return
         # Refused by the application (a close or a denial response before the accept), or it
         # ended without accepting: it never counted; let it wind down, then refuse.
@@ -270,8 +267,9 @@ class RockstarConsumer(AsyncConsumer):
             raise Deny(500, "internal error")
         raise Deny(403, "refused by the application", log_detail="the ASGI application ended without accepting")
 
-    async def _run(self, ctx: Context, conn: WebSocketConnection, start: Callable[[], asyncio.Future[Any]]) -> None:
-        """The accepted connection's life: its channel, the handler (``start()``) and the pump."""
+    async def _run(self, ctx: Context, conn: WebSocketConnection, app: asyncio.Future[Any] | None) -> None:
+        """The accepted connection's life: its channel, the handler (started here; ``app``: the
+        ASGI application's task, running since the connect) and the pump."""
         server = self.server
         route = ctx.route
         listener = None
@@ -280,7 +278,12 @@ class RockstarConsumer(AsyncConsumer):
             self.channel_layer = layer
             self.channel_name = conn.channel_name = await layer.new_channel()
             listener = asyncio.ensure_future(self._listen(layer, self.channel_name, conn))
-        handler = start()
+        if app is not None:
+            handler = app
+        elif route.is_async:
+            handler = asyncio.ensure_future(route.handler(ctx, conn))
+        else:
+            handler = asyncio.ensure_future(server.run_sync_handler(route.handler, ctx, SyncConnection(conn)))
         self.control = server.control_hook(ctx, conn)
         # The pump runs in this task (one task less per connection than a pump task of its own).
         # A handler that ends first interrupts it with a cancellation of this task, told apart
