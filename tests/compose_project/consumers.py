@@ -19,6 +19,8 @@ class LegacyConsumer(AsyncWebsocketConsumer):
         if room == "closed":
             await self.close()
             return
+        if room == "boom":
+            raise RuntimeError("connect failed")
         if "legacy.v1" in self.scope.get("subprotocols", ()):
             await self.accept("legacy.v1")
         else:
@@ -34,6 +36,8 @@ class LegacyConsumer(AsyncWebsocketConsumer):
         }, default=str))
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data == "crash":
+            raise RuntimeError("receive failed")
         await self.send(text_data=f"echo:{text_data}")
 
     async def disconnect(self, code: int) -> None:

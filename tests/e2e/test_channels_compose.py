@@ -121,6 +121,18 @@ async def test_the_consumer_accepts_with_its_own_subprotocol(srv):
         assert (await recv_json(ws))["room"] == "proto"
 
 
+async def test_a_consumer_that_raises_is_a_500_before_the_accept_and_a_1011_after(srv):
+    assert await status_of(srv, "/ws/open/boom") == 500
+    async with connect(srv, "/ws/open/crashing") as ws:
+        await recv_json(ws)
+        await ws.send("crash")
+        assert await closed_with(ws) == (1011, "internal error")
+    await wait_probe(srv, lambda d: d["connections"] == 0)
+    out = srv.output()
+    assert "application of /ws/open/<str:room> raised before accepting" in out
+    assert "handler of /ws/open/<str:room> raised" in out and "receive failed" in out
+
+
 async def test_a_sync_consumer_on_a_host_route(srv):
     async with connect(srv, "/ws/sync/s1", host="tenant2.localhost") as ws:
         await ws.send("a")
