@@ -106,7 +106,7 @@ async def test_a_consumer_behind_a_public_route_gets_what_rockstar_ws_learned(sr
         assert rockstar["route"] == "/ws/open/<str:room>" and rockstar["path_params"] == {"room": "r2"}
         assert rockstar["user_id"] is None and rockstar["authenticated"] is False
         assert (hello["user"], hello["authenticated"]) == ("bob", True)  # no token: the session user stays
-        data = await wait_probe(srv, lambda d: "/ws/open/<str:room>" in d["asgi_connections"])
+        data = await wait_probe(srv, lambda d: d["asgi_connections"] == ["/ws/open/<str:room>"])
         assert data["asgi_connections"] == ["/ws/open/<str:room>"]
         await ws.send("again")
         assert await ws.recv() == "echo:again"
@@ -165,7 +165,7 @@ async def test_authenticated_consumer_route_refusals_never_reach_connect(srv, en
         assert rockstar["user_id"] == "1" and "legacy:use" in rockstar["scopes"]
         assert rockstar["authenticated"] is True and str(rockstar["claims"]["user_id"]) == "1"
         assert (hello["user"], hello["authenticated"]) == ("alice", True)  # the token's user wins over the session
-        data = await wait_probe(srv, lambda d: "/ws/secure/<str:room>" in d["asgi_connections"])
+        data = await wait_probe(srv, lambda d: d["asgi_connections"] == ["/ws/secure/<str:room>"])
         assert data["asgi_connections"] == ["/ws/secure/<str:room>"]
         assert f"middleware:{path}" in data["events"]
         staff = session_cookie(env, "admin")  # the admin's live page counts it like any connection
@@ -211,8 +211,8 @@ async def test_channels_wrappers_inside_rockstar_ws_run_after_its_checks(srv, en
         assert (hello["user"], hello["session"]) == ("bob", True)
 
 
-async def test_channels_wrappers_outside_rockstar_ws_run_first(env, tmp_path, server_factory):
-    server = server_factory("daphne", app=GUARDED_APP, env=env)
+async def test_channels_wrappers_outside_rockstar_ws_run_first(kind, env, server_factory):
+    server = server_factory(kind, app=GUARDED_APP, env=env)
     origin = f"http://127.0.0.1:{server.port}"
     before = await connects(server, "/ws/open/o1")
     # the outer origin validator refuses before rockstar_ws sees the handshake
