@@ -82,7 +82,8 @@ class WebSocketConnection:
 
     __slots__ = ("ctx", "_send", "_bridge", "_inbox", "_inbox_size", "_inbox_bytes", "_inbox_max_bytes", "_room",
                  "_waiter", "_state", "close_code", "close_reason", "channel_name", "subprotocol", "groups",
-                 "_on_close", "_guard", "_membership", "_reader", "_discarded", "_closing", "__weakref__")
+                 "_on_close", "_guard", "_membership", "_reader", "_discarded", "_closing", "_direct", "_unpark",
+                 "__weakref__")
 
     def __init__(self, ctx: Context, send: Callable[[dict[str, Any]], Awaitable[None]],
                  *, inbox_size: int = 256, inbox_max_bytes: int = 0,
@@ -118,6 +119,10 @@ class WebSocketConnection:
         self._discarded = 0
         #: The close frame's send when the pump itself closed on a server where closes linger.
         self._closing: asyncio.Future[None] | None = None
+        #: While the pump is parked (see :meth:`park`): the reader's own receive of one message.
+        self._direct: Callable[[], Awaitable[None]] | None = None
+        #: While the pump is parked: what wakes it (it reads again until a reader waits).
+        self._unpark: Callable[[], None] | None = None
 
     # -- facts ---------------------------------------------------------------------------
     @property
@@ -183,6 +188,39 @@ class WebSocketConnection:
     def reading(self) -> bool:
         """True while the pump reads this client's messages."""
         return self._reader is not None
+
+    def park(self, direct: Callable[[], Awaitable[None]], unpark: Callable[[], None]) -> None:
+        """The pump stops reading and lets the handler read for itself: while parked,
+        :meth:`read_message` with an empty inbox awaits ``direct()`` (one client message received
+        and processed as the pump would, in the reader's task: one task wake-up per message), and
+        ``unpark()`` gives the reading back to the pump (a read with a timeout, the close)."""
+        self._direct = direct
+        self._unpark = unpark
+
+    def unparked(self) -> None:
+        """The pump reads again (called by the pump when it wakes)."""
+        self._direct = None
+        self._unpark = None
+
+    @property
+    def parked(self) -> bool:
+        """True while the pump is parked and readers receive for themselves."""
+        return self._unpark is not None
+
+    @property
+    def handed_off(self) -> bool:
+        """True when a reader waiting in :meth:`read_message` has just been handed a message
+        (the pump may park: that reader will be back for the next one)."""
+        waiter = self._waiter
+        return waiter is not None and waiter.done()
+
+    def wake_parked_pump(self) -> None:
+        """Give the reading back to a parked pump (no-op when it is not parked)."""
+        unpark = self._unpark
+        if unpark is not None:
+            self._direct = None
+            self._unpark = None
+            unpark()
 
     def discard(self) -> None:
         """The pump read a message after the close and dropped it (a lingering close counts them)."""
@@ -256,6 +294,7 @@ class WebSocketConnection:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
         self._wake_pump()
+        self.wake_parked_pump()
         for callback in self._on_close:
             try:
                 callback(self)
@@ -281,6 +320,13 @@ class WebSocketConnection:
                 return message
             if self._state == CLOSED:
                 raise ConnectionClosed(self.close_code or CloseCode.NO_STATUS, self.close_reason)
+            direct = self._direct
+            if direct is not None:
+                if timeout is None:  # the pump is parked: receive the next message in this task
+                    await direct()
+                    continue
+                # A timeout cancels what it waits for: only the pump's receive may be cancelled.
+                self.wake_parked_pump()
             waiter = asyncio.get_running_loop().create_future()
             self._waiter = waiter
             try:
@@ -318,10 +364,11 @@ class WebSocketConnection:
                              "ASGI applications cannot send them")
         else:
             raise ValueError(f"Unknown message type {message_type!r}: use TextMessage (1) or BinaryMessage (2)")
-        if self._guard is None:
+        guard = self._guard
+        if guard is None:
             await self._send(message)
         else:  # a client that does not read makes the write fail (1013) instead of hang
-            await self._guard.send(message)
+            await guard.send(message)
 
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Close the connection. Idempotent: closing a closed connection does nothing. Never

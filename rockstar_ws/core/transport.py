@@ -22,6 +22,10 @@ class ServerBridge:
     name = "asgi"
     #: True when a close must wait for the client to stop sending (see :meth:`linger`).
     lingers = False
+    #: True when the server's ``receive`` may be awaited by the handler's task and cancelled
+    #: without losing a message (daphne's and uvicorn's are ``asyncio.Queue.get``): the pump
+    #: then parks and lets a waiting reader receive for itself (engine/consumer.py).
+    direct_receive = False
 
     def __init__(self, send: Send) -> None:
         self.send = send

@@ -13,7 +13,9 @@ A connection's life, in order:
 3. Middleware runs, outermost first, around the rest; it may refuse by raising ``Deny``.
 4. The innermost step accepts the handshake, registers the connection, starts the handler as
    a task and pumps client messages into the connection's inbox (the hot path: one
-   ``receive()``, one deque append, one future wake-up per message).
+   ``receive()``, one deque append, one future wake-up per message). On daphne and uvicorn the
+   pump parks while the handler waits for messages, and the handler receives for itself (one
+   task wake-up per message; ``_pump``).
 5. When either side ends, the other is wound down: a client that left gets its handler a
    grace period (``HANDLER_CLOSE_TIMEOUT``) before it is cancelled; a handler that returned
    closes with 1000, one that raised with 1011.
@@ -55,6 +57,9 @@ if TYPE_CHECKING:
 __all__ = ["RockstarConsumer"]
 
 logger = logging.getLogger("rockstar_ws")
+#: Seconds a parked pump's watchdog waits between looks: a handler busy elsewhere (not reading) for
+#: one to two periods gets the pump back, so its client's close and the limits are seen.
+PARK_CHECK = 0.05
 refusal_logger = logging.getLogger("rockstar_ws.refusals")
 
 
@@ -103,6 +108,18 @@ class RockstarConsumer(AsyncConsumer):
         self.accepted = False
         #: Called by the pump with refresh messages (set per connection; None: not watched).
         self.control: Callable[[str], Awaitable[None]] | None = None
+        # The pump's state (see _pump): the client has gone; the waiting pump's wake-up; the
+        # watchdog's timer; readers inside a direct receive (and whether the pump waits for them to
+        # leave it); direct reads so far and at the watchdog's last look.
+        self._disconnected = False
+        self._wake: asyncio.Future[None] | None = None
+        self._watch: asyncio.TimerHandle | None = None
+        self._in_direct = 0
+        self._waits_direct = False
+        self._direct_reads = 0
+        self._seen = 0
+        self._max_size = 0
+        self._limiter: Any = None
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
                        send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
@@ -338,6 +355,9 @@ class RockstarConsumer(AsyncConsumer):
         finally:
             pumping = False
             conn.reading_by(None)
+            if self._watch is not None:
+                self._watch.cancel()
+                self._watch = None
             for task in (handler, listener, conn.closing):
                 if task is not None and not task.done():
                     task.cancel()
@@ -360,51 +380,145 @@ class RockstarConsumer(AsyncConsumer):
             await conn.close(CloseCode.INTERNAL_ERROR, "internal error")
 
     async def _pump(self, conn: WebSocketConnection) -> None:
-        """The hot path: client messages into the connection's inbox until the client goes."""
+        """The hot path: client messages into the connection's inbox until the client goes.
+
+        When the pump has just handed a message to a handler waiting in ``read_message`` it parks
+        (where the server's ``receive`` may be cancelled, ``bridge.direct_receive``): the handler
+        then receives for itself, one task wake-up per message as in a bare ASGI app. A watchdog
+        (one timer per connection, re-armed at most every ``PARK_CHECK`` seconds, never per
+        message) wakes the pump when the handler has been busy elsewhere for a whole period, so a
+        client's close, the inbox bounds and the limits still apply while the handler does not read.
+        """
+        self._setup_take(conn)
+        take = self._take
         receive = self._receive
-        feed = conn.feed
-        max_size = conn.ctx.upgrader.max_message_size if conn.ctx.upgrader else self.server.max_message_size
-        limiter = self.server.new_rate_limiter(conn)
-        control = self.control  # token refresh (auth.TokenGuard); None on most connections
+        can_park = self.bridge.direct_receive
         conn.reading_by(asyncio.current_task())  # cleared by _serve once the pump has stopped
-        while True:
-            message = await receive()
-            mtype = message["type"]
-            if mtype == "websocket.receive":
-                if conn.closed:
-                    conn.discard()
+        while not self._disconnected:
+            if can_park:
+                if self._in_direct:
+                    # A reader is inside its own receive (the pump was woken by a close or a timed
+                    # read): two receivers must not race for the client's next message.
+                    self._waits_direct = True
+                    try:
+                        await self._wait_wake()
+                    finally:
+                        self._waits_direct = False
                     continue
-                text = message.get("text")
-                if text is not None:
-                    item = (TextMessage, text)
-                    size = len(text)
-                    if max_size and size * 4 > max_size:
-                        size = len(text.encode("utf-8"))
-                else:
-                    data = message.get("bytes") or b""
-                    item = (BinaryMessage, data)
-                    size = len(data)
-                if max_size and size > max_size:
-                    await conn.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
-                    self.server.stats.message_too_big()
+                if conn.handed_off and not conn.closed:
+                    await self._park(conn)  # a reader was just handed a message: let it read itself
                     continue
-                if control is not None and text is not None and text.startswith(REFRESH_PREFIX):
-                    await control(text)
-                    continue
-                if limiter is not None and not limiter.allow():
-                    if await self.server.on_rate_limited(conn):
-                        continue
-                # After the limiter: a heartbeat counts as client activity and a ping flood is a flood.
-                if text is not None and text.startswith(PING_PREFIX):
-                    await answer_ping(conn, text)
-                    continue
-                if not feed(item):
-                    await conn.close(CloseCode.POLICY_VIOLATION, "inbox overflow")
-                elif conn.inbox_full:
-                    await self._hold(conn)
-            elif mtype == "websocket.disconnect":
-                conn.mark_closed(message.get("code", CloseCode.ABNORMAL), message.get("reason") or "")
+            if not await take(conn, await receive()):
                 return
+
+    async def _park(self, conn: WebSocketConnection) -> None:
+        """Wait (not reading) until the watchdog, a timed read or the close wakes the pump."""
+        self._seen = self._direct_reads
+        conn.park(self._read_direct, self._unpark)
+        self._arm_watch()
+        try:
+            await self._wait_wake()
+        finally:
+            conn.unparked()
+
+    async def _wait_wake(self) -> None:
+        wake = self._wake = asyncio.get_running_loop().create_future()
+        try:
+            await wake
+        finally:
+            self._wake = None
+
+    def _unpark(self) -> None:
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    def _arm_watch(self) -> None:
+        if self._watch is None:
+            self._watch = asyncio.get_running_loop().call_later(PARK_CHECK, self._check_parked)
+
+    def _check_parked(self) -> None:
+        """The watchdog: while a reader waits on the client there is nothing to watch (its read
+        re-arms the watchdog when it returns); a reader that read since the last look is making
+        progress; otherwise the handler has been busy elsewhere for a whole period: unpark."""
+        self._watch = None
+        conn = self.conn
+        if conn is None or not conn.parked:
+            return
+        if self._in_direct:
+            return
+        if self._direct_reads != self._seen:
+            self._seen = self._direct_reads
+            self._arm_watch()
+            return
+        conn.wake_parked_pump()
+
+    async def _read_direct(self) -> None:
+        """One client message received in the reader's own task while the pump is parked."""
+        self._in_direct += 1
+        try:
+            message = await self._receive()
+        finally:
+            self._in_direct -= 1
+            if self._waits_direct and not self._in_direct:
+                self._unpark()
+        self._direct_reads += 1
+        if self._watch is None:
+            self._arm_watch()
+        conn = self.conn
+        assert conn is not None
+        await self._take(conn, message, direct=True)
+
+    def _setup_take(self, conn: WebSocketConnection) -> None:
+        self._max_size = conn.ctx.upgrader.max_message_size if conn.ctx.upgrader else self.server.max_message_size
+        self._limiter = self.server.new_rate_limiter(conn)
+
+    async def _take(self, conn: WebSocketConnection, message: dict[str, Any], direct: bool = False) -> bool:
+        """Process one message of the server's ``receive``, in the pump or in a parked pump's
+        reader; False once the client has gone (``websocket.disconnect``)."""
+        mtype = message["type"]
+        if mtype == "websocket.receive":
+            if conn.closed:
+                conn.discard()
+                return True
+            text = message.get("text")
+            max_size = self._max_size
+            if text is not None:
+                item = (TextMessage, text)
+                size = len(text)
+                if max_size and size * 4 > max_size:
+                    size = len(text.encode("utf-8"))
+            else:
+                data = message.get("bytes") or b""
+                item = (BinaryMessage, data)
+                size = len(data)
+            if max_size and size > max_size:
+                await conn.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
+                self.server.stats.message_too_big()
+                return True
+            if text is not None:
+                control = self.control  # token refresh (auth.TokenGuard); None on most connections
+                if control is not None and text.startswith(REFRESH_PREFIX):
+                    await control(text)
+                    return True
+            limiter = self._limiter
+            if limiter is not None and not limiter.allow():
+                if await self.server.on_rate_limited(conn):
+                    return True
+            # After the limiter: a heartbeat counts as client activity and a ping flood is a flood.
+            if text is not None and text.startswith(PING_PREFIX):
+                await answer_ping(conn, text)
+                return True
+            if not conn.feed(item):
+                await conn.close(CloseCode.POLICY_VIOLATION, "inbox overflow")
+            elif not direct and conn.inbox_full:  # a direct reader reads the inbox right away
+                await self._hold(conn)
+            return True
+        if mtype == "websocket.disconnect":
+            self._disconnected = True
+            conn.mark_closed(message.get("code", CloseCode.ABNORMAL), message.get("reason") or "")
+            return False
+        return True
 
     async def _hold(self, conn: WebSocketConnection) -> None:
         """Stop reading until the handler has read the inbox below ``INBOX_MAX_BYTES``.

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 __all__ = ["IDLE_TIMEOUT_CODE", "RATE_LIMIT_CODES", "ConnectionGuard", "new_guard"]
 
 logger = logging.getLogger("rockstar_ws")
+_monotonic = time.monotonic
+_current_task = asyncio.current_task
 
 #: Close code of the idle timeout: 4000 + HTTP 408 (Request Timeout), in the family of 4429.
 IDLE_TIMEOUT_CODE = CloseCode.IDLE_TIMEOUT
@@ -40,7 +42,7 @@ class ConnectionGuard:
 
     __slots__ = ("conn", "bucket", "policy", "idle", "last", "timer", "warned_at", "dropped",
                  "write_timeout", "buffer_limit", "bridge", "_blocking_send", "_closing", "_write_started",
-                 "_writer", "_write_timer", "_write_expired")
+                 "_writer", "_write_timer", "_write_expired", "_send")
 
     def __init__(self, conn: WebSocketConnection, upgrader: Upgrader, bridge: ServerBridge) -> None:
         self.conn = conn
@@ -64,6 +66,8 @@ class ConnectionGuard:
         self._writer: asyncio.Task[Any] | None = None
         self._write_timer: asyncio.TimerHandle | None = None
         self._write_expired = False
+        #: The server's send, unguarded (looked up once: this is the hot path of every write).
+        self._send = conn.send_raw
 
     @property
     def watches_messages(self) -> bool:
@@ -128,17 +132,18 @@ class ConnectionGuard:
         limit = self.buffer_limit
         if limit and self.bridge.buffered_bytes() > limit:
             await self._fail(f"more than {limit} bytes unsent")
+        send = self._send
         if not self.write_timeout:
-            await self.conn.send_raw(message)
+            await send(message)
             return
         # A timer per write (asyncio.timeout) costs ~9 us; instead one watchdog per connection
         # looks at the write in progress once per WRITE_TIMEOUT and re-arms itself.
-        self._write_started = time.monotonic()
-        self._writer = asyncio.current_task()
+        self._write_started = _monotonic()
+        self._writer = _current_task()
         if self._write_timer is None:
             self._write_timer = asyncio.get_running_loop().call_later(self.write_timeout, self._watch_write)
         try:
-            await self.conn.send_raw(message)
+            await send(message)
         except asyncio.CancelledError:
             if not self._write_expired:
                 raise

@@ -54,6 +54,7 @@ class DaphneBridge(_ProtocolBridge):
 
     name = "daphne"
     abort_method = "abortConnection"
+    direct_receive = True  # receive is the application queue's get
 
     async def close(self, code: int, reason: str = "") -> None:
         p = self.protocol
@@ -106,6 +107,11 @@ class UvicornBridge(_ProtocolBridge):
     """
 
     name = "uvicorn"
+    direct_receive = True  # receive awaits the protocol's asyncio.Queue
+
+    def __init__(self, send: Send, protocol: Any) -> None:
+        super().__init__(send, protocol)
+        self._buffer_size: Any = None
 
     def denial_sent(self) -> None:
         p = self.protocol
@@ -113,8 +119,14 @@ class UvicornBridge(_ProtocolBridge):
             p.handshake_complete = True
 
     def buffered_bytes(self) -> int:
-        transport = getattr(self.protocol, "transport", None)
-        return transport.get_write_buffer_size() if transport is not None else 0
+        # The protocol's transport is set before the application runs and never replaced.
+        size = self._buffer_size
+        if size is None:
+            transport = getattr(self.protocol, "transport", None)
+            if transport is None:
+                return 0
+            size = self._buffer_size = transport.get_write_buffer_size
+        return size()
 
 
 #: Quiet time that ends a linger: far above the gaps inside a burst a client writes at once, short

@@ -195,6 +195,38 @@ async def test_push_only_handler_learns_the_client_left(daphne):
     assert await wait_until_async(lambda: _has_event(daphne, "push-only:ended"))
 
 
+@pytest.mark.parametrize("kind", ["daphne", "uvicorn"])
+async def test_a_handler_busy_after_reading_learns_the_client_left(request, kind):
+    """On daphne and uvicorn the pump parks after handing a message to a waiting reader, and
+    the reader receives for itself; a handler that then waits elsewhere still sees the close."""
+    server = request.getfixturevalue(kind)
+    await probe(server, "clear")
+    async with connect(server, "/ws/test/reads-then-waits") as ws:
+        await ws.send("one")
+        assert await ws.recv() == "got one"
+        await ws.send("two")
+        assert await ws.recv() == "got two"
+    assert await wait_until_async(lambda: _has_event(server, "reads-then-waits:True:True"))
+
+
+async def test_echo_stays_in_order_across_the_pump_parking(daphne):
+    """Bursts and single round trips mixed: the pump and the handler take turns receiving,
+    and no message is lost, duplicated or reordered."""
+    async with connect(daphne, "/ws/echo") as ws:
+        expected = []
+        for i in range(40):  # 160 messages: within the test settings' burst of MESSAGE_RATE
+            burst = [f"{i}.{j}" for j in range(i % 7 + 1)]
+            for text in burst:
+                await ws.send(text)
+            expected.extend(burst)
+            if i % 3 == 0:
+                got = [await asyncio.wait_for(ws.recv(), 30) for _ in expected]
+                assert got == expected
+                expected = []
+        got = [await asyncio.wait_for(ws.recv(), 30) for _ in expected]
+        assert got == expected
+
+
 async def test_upgrader_message_size_limit_takes_effect(daphne):
     async with connect(daphne, "/ws/test/small") as ws:
         await ws.send("x" * 16)

@@ -169,6 +169,21 @@ async def push_only(ctx: Context, conn: WebSocketConnection) -> None:
 ws.register_route("/ws/test/push", push_only)
 
 
+async def reads_then_waits(ctx: Context, conn: WebSocketConnection) -> None:
+    """Reads (so the pump parks and the handler receives for itself), then waits for a cue without
+    reading: the client's close must still reach ``ctx`` (the parked pump's watchdog)."""
+    _type, data = await conn.read_message()
+    await conn.write_message(TextMessage, f"got {data}")
+    _type, data = await conn.read_message()  # a second read: this one received by the handler itself
+    await conn.write_message(TextMessage, f"got {data}")
+    started = time.monotonic()
+    await ctx.wait_closed()
+    record(f"reads-then-waits:{conn.closed}:{time.monotonic() - started < 30}")
+
+
+ws.register_route("/ws/test/reads-then-waits", reads_then_waits)
+
+
 async def small_echo(ctx: Context, conn: WebSocketConnection) -> None:
     async for t, data in conn:
         await conn.write_message(t, data)
