@@ -17,6 +17,7 @@ from .core.messages import (
     PongMessage,
     TextMessage,
 )
+from .core.routing import AsgiApp
 from .engine.server import WebSocketServer, default_server
 from .groups import BroadcastError, InvalidGroupName
 from .limits.upgrader import Upgrader
@@ -27,6 +28,7 @@ __version__ = "0.1.0"
 _install_moved_paths()
 
 __all__ = [
+    "AsgiApp",
     "AuthManager",
     "BinaryMessage",
     "BroadcastError",

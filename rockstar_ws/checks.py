@@ -224,6 +224,17 @@ def _unwrap_websocket_app(app: Any, depth: int = 0) -> Any:
 
     if isinstance(app, WebSocketServer) or depth > 20:
         return app
+    routes = getattr(app, "routes", None)  # a Channels URLRouter: rockstar_ws's urlpatterns entries in it
+    if getattr(app, "_path_routing", False) is True and isinstance(routes, (list, tuple)):
+        from .engine.compose import RouteEntry
+
+        for route in routes:
+            found = _unwrap_websocket_app(getattr(route, "callback", None), depth + 1)
+            if isinstance(found, RouteEntry):
+                return found.server
+            if isinstance(found, WebSocketServer):
+                return found
+        return app
     mapping = getattr(app, "application_mapping", None)  # a ProtocolTypeRouter nested inside
     if isinstance(mapping, dict) and "websocket" in mapping:
         return _unwrap_websocket_app(mapping["websocket"], depth + 1)

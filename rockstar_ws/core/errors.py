@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
 
-__all__ = ["ConnectionClosed", "Deny", "ImproperlyConfigured", "RouteConflict"]
+__all__ = ["ConnectionClosed", "Deny", "ImproperlyConfigured", "NoRoute", "RouteConflict"]
 
 _STATUS_TEXT = {
     400: "bad request",
@@ -52,6 +52,14 @@ class Deny(Exception):
     def close_code(self) -> int:
         """The 4000-range close code used by ``REFUSAL_MODE = "close"`` (4401, 4403, ...)."""
         return 4000 + self.status
+
+
+class NoRoute(Deny):
+    """No route for the host and path: the 404 refusal, or, when the server has a ``fallback``
+    ASGI application, the hand-over of the handshake to it (docs/channels.md)."""
+
+    def __init__(self, log_detail: str = "") -> None:
+        super().__init__(404, log_detail=log_detail)
 
 
 #: Alias kept for readers of the reference, where a refused upgrade is a "rejection".

@@ -23,7 +23,8 @@ from .errors import ImproperlyConfigured, RouteConflict
 if TYPE_CHECKING:
     from .context import Context
 
-__all__ = ["Handler", "HandlerSignatureError", "Middleware", "Route", "RouteTable", "normalize_host"]
+__all__ = ["AsgiApp", "Handler", "HandlerSignatureError", "Middleware", "Route", "RouteTable", "is_asgi_app",
+           "normalize_host"]
 
 class Handler(Protocol):
     """A route's handler: ``async def handler(ctx, conn)``, or a plain ``def handler(ctx, conn)``
@@ -85,7 +86,7 @@ def _short(filename: str) -> str:
     return filename if rel.startswith("..") else rel
 
 
-def _check_signature(func: Any, path: str, role: str, params: str) -> None:
+def _check_signature(func: Any, path: str, role: str, params: str, hint: str = "") -> None:
     """Raise :class:`HandlerSignatureError` unless ``func`` can be called with two positional
     arguments (``ctx, conn`` for a handler, ``ctx, next`` for middleware)."""
     try:
@@ -99,7 +100,57 @@ def _check_signature(func: Any, path: str, role: str, params: str) -> None:
         name = getattr(func, "__name__", None) or "handler"
         raise HandlerSignatureError(
             f"{role} {describe(func)}{sig} of {path!r} must take two arguments ({params}); "
-            f"write '{kind} {name}({params}):'") from None
+            f"write '{kind} {name}({params}):'{hint}") from None
+
+
+class AsgiApp:
+    """Marks ``app`` as an ASGI application to serve a route with, for a callable the automatic
+    rule (:func:`is_asgi_app`) cannot tell from a handler: ``register_route(path, AsgiApp(app))``."""
+
+    __slots__ = ("app",)
+
+    def __init__(self, app: Callable[..., Awaitable[Any]]) -> None:
+        if not callable(app):
+            raise ImproperlyConfigured(f"AsgiApp() takes an ASGI application, not {app!r}")
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+    def __repr__(self) -> str:
+        return f"AsgiApp({describe(self.app)})"
+
+
+def _binds(sig: inspect.Signature, n: int) -> bool:
+    try:
+        sig.bind(*([None] * n))
+    except TypeError:
+        return False
+    return True
+
+
+def is_asgi_app(obj: Any) -> bool:
+    """True when ``obj`` is an ASGI application to serve a route with, not a rockstar_ws handler.
+
+    The rule, in order: an :class:`AsgiApp`; what Channels' ``Consumer.as_asgi()`` returns (a
+    function with a ``consumer_class``); an object Channels routes with (``URLRouter`` and other
+    ``_path_routing`` apps); a callable that takes exactly three positional arguments
+    (``scope, receive, send``) and cannot be called with two. Everything else is a handler
+    (``ctx, conn``); a handler that also accepts a third argument stays a handler.
+    """
+    if isinstance(obj, AsgiApp):
+        return True
+    if inspect.isclass(obj):
+        return False
+    if getattr(obj, "consumer_class", None) is not None or getattr(obj, "_path_routing", False) is True:
+        return True
+    if not callable(obj):
+        return False
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return False
+    return _binds(sig, 3) and not _binds(sig, 2)
 
 
 def normalize_host(host: str | None) -> str:
@@ -147,6 +198,9 @@ class Route:
     name: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
     is_async: bool = True
+    #: True when the handler is an ASGI application (a Channels consumer's ``as_asgi()``): it gets
+    #: the ``websocket.connect`` and accepts for itself (rockstar_ws.engine.compose).
+    asgi: bool = False
     pattern: RoutePattern | None = None
     #: ``file:line`` of the registration (for :class:`RouteConflict` and logs).
     defined_at: str = ""
@@ -156,10 +210,18 @@ class Route:
             raise ImproperlyConfigured(f"WebSocket route path must start with '/': {self.path!r}")
         if not callable(self.handler):
             raise ImproperlyConfigured(f"Handler for {self.path!r} is not callable: {self.handler!r}")
-        self.is_async = _is_async(self.handler)
+        if inspect.isclass(self.handler) and hasattr(self.handler, "as_asgi"):
+            raise HandlerSignatureError(
+                f"Handler {describe(self.handler)} of {self.path!r} is a Channels consumer class; "
+                f"register its application: {self.handler.__name__}.as_asgi()")
+        self.asgi = is_asgi_app(self.handler)
+        self.is_async = self.asgi or _is_async(self.handler)
         if not self.is_async and inspect.isasyncgenfunction(self.handler):
             raise ImproperlyConfigured(f"Handler for {self.path!r} is an async generator; use 'async def'")
-        _check_signature(self.handler, self.path, "Handler", "ctx, conn")
+        if not self.asgi:
+            _check_signature(self.handler, self.path, "Handler", "ctx, conn",
+                             hint=" (or an ASGI application taking scope, receive, send; wrap an "
+                                  "ambiguous one in rockstar_ws.AsgiApp)")
         for mw in self.middleware:
             if not _is_async(mw):
                 raise ImproperlyConfigured(
@@ -230,9 +292,27 @@ class RouteTable:
         self.hosts: dict[str, _PathTable] = {}
         self.wildcards: list[tuple[str, _PathTable]] = []  # (".example.com", table), longest first
         self.tenants: dict[str, _PathTable] = {}
+        #: Every registered path, in registration order (a path of several hosts once).
+        self._paths: dict[str, None] = {}
+        #: Where the paths were handed out (``seal``): a new path after it is an error.
+        self._sealed_at: str | None = None
+
+    def seal(self, site: str) -> list[str]:
+        """The registered paths (literal ones first, then patterns, each in registration order),
+        handed out at ``site``: from now on a route on a path not in the list raises
+        :class:`~django.core.exceptions.ImproperlyConfigured` (``server.urlpatterns``)."""
+        self._sealed_at = site
+        paths = list(self._paths)
+        return [p for p in paths if "<" not in p] + [p for p in paths if "<" in p]
 
     def add(self, route: Route) -> None:
         """Add a route; the same host (or tenant) and path twice raises :class:`RouteConflict`."""
+        if self._sealed_at is not None and route.path not in self._paths:
+            raise ImproperlyConfigured(
+                f"WebSocket route {route.path!r} (registered at {route.defined_at or 'unknown location'}) "
+                f"comes after server.urlpatterns was read at {self._sealed_at}: a URLRouter built from that "
+                "list can never reach it. Register every route first (ws_routes.py modules are loaded in "
+                "AppConfig.ready()), or read urlpatterns again and rebuild the router.")
         if route.host:
             host = _check_host_pattern(route.host)
             route.host = host
@@ -250,6 +330,7 @@ class RouteTable:
             self.tenants.setdefault(route.tenant, _PathTable()).add(route, f"for tenant {route.tenant!r} ")
         else:
             self.global_routes.add(route, "")
+        self._paths[route.path] = None
 
     def find(self, host: str, path: str, tenant_id: str | None = None) -> tuple[Route, dict[str, Any]] | None:
         """The route for a normalized host and a path, or None (the reference's 404)."""

@@ -36,7 +36,7 @@ from ..conf import ws_settings
 from ..core.backoff import Backoff
 from ..core.connection import SyncConnection, WebSocketConnection
 from ..core.context import Context, Request
-from ..core.errors import ConnectionClosed, Deny, ImproperlyConfigured
+from ..core.errors import ConnectionClosed, Deny, ImproperlyConfigured, NoRoute
 from ..core.logsafe import escape
 from ..core.messages import BinaryMessage, CloseCode, TextMessage
 from ..core.outage import outage
@@ -47,6 +47,7 @@ from ..limits.upgrader import effective_upgrader
 from ..servers.bridges import bridge_for
 from ..servers.refusals import refuse
 from ..servers.shutdown import watch_daphne_shutdown
+from .compose import AsgiSide, relative_path, rockstar_scope
 from .heartbeat import PING_PREFIX, answer_ping
 from .membership import Membership
 
@@ -70,6 +71,18 @@ def _host_of(scope: dict[str, Any]) -> str:
     return normalize_host(server[0]) if server else ""
 
 
+def _replay(first: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]]
+            ) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """``receive`` with ``first`` (the ``websocket.connect`` read already) given again first."""
+    pending = [first]
+
+    async def replayed() -> dict[str, Any]:
+        if pending:
+            return pending.pop()
+        return await receive()
+    return replayed
+
+
 class RockstarConsumer(AsyncConsumer):
     """A Channels consumer that runs one rockstar_ws handler for one connection.
 
@@ -82,9 +95,12 @@ class RockstarConsumer(AsyncConsumer):
     #: Set per instance (WebSocketServer.__call__ passes itself), or on a subclass.
     server: WebSocketServer
 
-    def __init__(self, server: WebSocketServer | None = None, **kwargs: Any) -> None:
+    def __init__(self, server: WebSocketServer | None = None, *, path: str | None = None, **kwargs: Any) -> None:
         if server is not None:
             self.server = server
+        #: The path to route on (a ``server.urlpatterns`` entry knows it); None: the scope's,
+        #: without its ``root_path``.
+        self.path = path
         self.channel_layer = None
         self.channel_name: str | None = None
         self.conn: WebSocketConnection | None = None
@@ -120,15 +136,24 @@ class RockstarConsumer(AsyncConsumer):
         if server is None:
             raise ImproperlyConfigured("RockstarConsumer needs a server: use a WebSocketServer as the ASGI app")
         request = Request.from_scope(scope, _host_of(scope))
+        if self.path is not None:
+            request.path = self.path
+        elif scope.get("root_path"):
+            request.path = relative_path(scope)
         ctx = self.ctx = Context(request, scope, server)
         release: Callable[[], Any] | None = None
         serving = False  # False: the handshake stages; True: middleware and the connection's life
+        fallback = None
         try:
             release = await server.pipeline.run(ctx)
             serving = True
-            await server.middleware_chain(ctx.route, self._serve)(ctx)
+            await server.middleware_chain(ctx.route, self._serve_asgi if ctx.route.asgi else self._serve)(ctx)
             if not self.accepted:
                 raise Deny(403, "refused by middleware", log_detail="middleware returned without calling next")
+        except NoRoute as deny:
+            fallback = server.fallback
+            if fallback is None or serving:
+                await self._end(deny, request)
         except Deny as deny:
             await self._end(deny, request)
         except ConnectionClosed:
@@ -149,6 +174,8 @@ class RockstarConsumer(AsyncConsumer):
             ctx.done.set()
             if release is not None:
                 await release()
+        if fallback is not None:  # no route here: the project's own application answers (docs/channels.md)
+            await fallback(scope, _replay(message, receive), send)
 
     async def _end(self, deny: Deny | None, request: Request) -> None:
         """The one place a handshake or a connection ends on an error: before the accept, the
@@ -183,37 +210,94 @@ class RockstarConsumer(AsyncConsumer):
             pass
 
     # -- the connection, once middleware let it through -----------------------------------
+    def _new_connection(self, ctx: Context) -> tuple[WebSocketConnection, Any]:
+        """The connection (still CONNECTING) and its guard (None: no limit watched)."""
+        conn = WebSocketConnection(ctx, self.base_send, inbox_size=ws_settings.INBOX_SIZE,
+                                   inbox_max_bytes=ws_settings.INBOX_MAX_BYTES, bridge=self.bridge,
+                                   membership=functools.partial(Membership, self.server))
+        ctx.connection = conn
+        self.conn = conn
+        guard = new_guard(conn, ctx.upgrader or effective_upgrader(ctx.route, self.server.upgrader), self.bridge)
+        conn.set_guard(guard)
+        return conn, guard
+
+    def _accepted(self, conn: WebSocketConnection, guard: Any, subprotocol: str | None) -> None:
+        """The accept went out: the connection is open and counted."""
+        self.accepted = True
+        conn.opened(subprotocol)
+        self.server._opened(conn)
+        if guard is not None:
+            guard.start()
+        if self.bridge.name == "daphne":
+            watch_daphne_shutdown(self.server)
+
     async def _serve(self, ctx: Context) -> None:
-        server = self.server
-        route = ctx.route
         # Middleware may have chosen the subprotocol: a name the client did not send verbatim
         # would leave the handshake hanging with the connection already counted.
         check_selected_subprotocol(self.scope, ctx.subprotocol)
-        conn = WebSocketConnection(ctx, self.base_send, inbox_size=ws_settings.INBOX_SIZE,
-                                   inbox_max_bytes=ws_settings.INBOX_MAX_BYTES, bridge=self.bridge,
-                                   membership=functools.partial(Membership, server))
-        ctx.connection = conn
-        self.conn = conn
-        guard = new_guard(conn, ctx.upgrader or effective_upgrader(route, server.upgrader), self.bridge)
-        conn.set_guard(guard)
+        conn, guard = self._new_connection(ctx)
         accept: dict[str, Any] = {"type": "websocket.accept"}
         if ctx.subprotocol:
             accept["subprotocol"] = ctx.subprotocol
         await self.base_send(accept)
-        self.accepted = True
-        conn.opened(ctx.subprotocol)
-        server._opened(conn)
-        if guard is not None:
-            guard.start()
-        if self.bridge.name == "daphne":
-            watch_daphne_shutdown(server)
+        self._accepted(conn, guard, ctx.subprotocol)
+        await self._run(ctx, conn, None)
+
+    async def _serve_asgi(self, ctx: Context) -> None:
+        """Serve the connection with the route's ASGI application (a Channels consumer): it gets
+        the ``websocket.connect`` now that every stage and middleware passed, and accepts or
+        refuses for itself; once it accepted, the pump feeds it as it feeds a handler."""
+        conn, guard = self._new_connection(ctx)
+        side = AsgiSide(ctx, conn, self.base_send, lambda subprotocol: self._accepted(conn, guard, subprotocol))
+        application: Any = ctx.route.handler  # an ASGI application (Route.asgi)
+        app = asyncio.ensure_future(application(rockstar_scope(ctx), side.receive, side.send))
+        decided = asyncio.ensure_future(side.decided.wait())
+        try:
+            await asyncio.wait({app, decided}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            app.cancel()
+            raise
+        finally:
+            decided.cancel()
+        if side.accepted:
+            await self._run(ctx, conn, app)
+            return
+        # Refused by the application (a close or a denial response before the accept), or it
+        # ended without accepting: it never counted; let it wind down, then refuse.
+        side.abandon()
+        conn.mark_closed(CloseCode.ABNORMAL)
+        try:
+            async with asyncio.timeout(ws_settings.HANDLER_CLOSE_TIMEOUT):
+                await asyncio.shield(app)
+        except TimeoutError:
+            app.cancel()
+        except BaseException:
+            pass
+        if side.refusal is not None:
+            raise side.refusal
+        exc = app.exception() if app.done() and not app.cancelled() else None
+        if isinstance(exc, Deny):
+            raise exc
+        if exc is not None:
+            logger.error("application of %s raised before accepting (%s)", ctx.route.label,
+                         describe(ctx.route.handler), exc_info=exc)
+            raise Deny(500, "internal error")
+        raise Deny(403, "refused by the application", log_detail="the ASGI application ended without accepting")
+
+    async def _run(self, ctx: Context, conn: WebSocketConnection, app: asyncio.Future[Any] | None) -> None:
+        """The accepted connection's life: its channel, the handler (started here; ``app``: the
+        ASGI application's task, running since the connect) and the pump."""
+        server = self.server
+        route = ctx.route
         listener = None
         layer = server.channel_layer
         if layer is not None and server.per_connection_channel:
             self.channel_layer = layer
             self.channel_name = conn.channel_name = await layer.new_channel()
             listener = asyncio.ensure_future(self._listen(layer, self.channel_name, conn))
-        if route.is_async:
+        if app is not None:
+            handler = app
+        elif route.is_async:
             handler = asyncio.ensure_future(route.handler(ctx, conn))
         else:
             handler = asyncio.ensure_future(server.run_sync_handler(route.handler, ctx, SyncConnection(conn)))

@@ -18,6 +18,7 @@ from django.db import close_old_connections
 from ..auth.stage import authentication_stage
 from ..conf import ws_settings
 from ..core.context import Context
+from ..core.errors import ImproperlyConfigured
 from ..core.messages import CloseCode
 from ..core.routing import Handler, Middleware, Route, RouteTable, caller_site
 from ..handshake import pipeline as stages
@@ -40,6 +41,7 @@ __all__ = ["WebSocketServer", "default_server"]
 logger = logging.getLogger("rockstar_ws")
 
 Release = Callable[[], Awaitable[None]]
+ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 
 class WebSocketServer(UserDelivery):
@@ -51,8 +53,12 @@ class WebSocketServer(UserDelivery):
 
     def __init__(self, auth_manager: AuthManager | None = None, *, upgrader: Upgrader | None = None,
                  middleware: Sequence[Middleware] | None = None, name: str = "default",
-                 use_settings: bool = False) -> None:
+                 use_settings: bool = False, fallback: ASGIApp | None = None) -> None:
         self.name = name
+        #: The ASGI application that gets the handshakes no route matches, instead of a 404 (e.g.
+        #: the project's Channels ``URLRouter``); only the host, handshake-rate and tenant checks
+        #: run before it (docs/channels.md). None: 404.
+        self.fallback = fallback
         self.routes = RouteTable()
         self._auth_manager = auth_manager
         self.upgrader = upgrader or Upgrader()
@@ -105,7 +111,12 @@ class WebSocketServer(UserDelivery):
 
     def register_route(self, path: str, handler: Handler, middleware: Sequence[Middleware] | None = None,
                        *, name: str | None = None, tenant: str | None = None, **options: Any) -> Route:
-        """Register a route on every host (or, with ``tenant=``, on every host of one tenant)."""
+        """Register a route on every host (or, with ``tenant=``, on every host of one tenant).
+
+        ``handler`` is ``async def handler(ctx, conn)`` (or a plain ``def``), or an ASGI
+        application such as a Channels consumer's ``as_asgi()``: that one runs after the handshake
+        checks and accepts for itself (the rule: :func:`rockstar_ws.core.routing.is_asgi_app`;
+        docs/channels.md). The same holds for every ``register_*`` method and ``@route``."""
         return self._add(path, handler, middleware, name=name, tenant=tenant, options=options)
 
     def register_host_route(self, host: str, path: str, handler: Handler,
@@ -146,6 +157,28 @@ class WebSocketServer(UserDelivery):
                       name=name, options=options)
             return handler
         return decorator
+
+    # -- composition with Channels (engine/compose.py, docs/channels.md) --------------------
+    @property
+    def urlpatterns(self) -> list[Any]:
+        """Channels URL routes (``django.urls.path`` entries), one per registered path, each
+        running this server's handshake and handler: ``URLRouter([*ws.urlpatterns, ...])``.
+
+        Read it once Django is set up (after ``get_asgi_application()`` in asgi.py, so every
+        ``ws_routes.py`` module has registered); earlier raises. A route on a new path registered
+        after it was read raises too: the router built from the list would never reach it.
+        Host, tenant and authenticated routes of one path share its entry (the host is chosen
+        inside, from the live table)."""
+        from django.apps import apps
+        from django.urls import path as url_path
+
+        from .compose import RouteEntry
+
+        if not apps.ready:
+            raise ImproperlyConfigured(
+                "server.urlpatterns was read before Django was set up: call get_asgi_application() (or "
+                "django.setup()) first, so the ws_routes.py modules have registered their routes")
+        return [url_path(p[1:], RouteEntry(self, p)) for p in self.routes.seal(caller_site())]  # type: ignore[arg-type]  # an ASGI app, as Channels routes
 
     # -- pub/sub hook (rockstar_ws/pubsub/route.py, docs/protocol.md) ---------------------
     def register_pubsub_route(self, path: str, *, permissions: Any = None, history: Any = None,
@@ -412,6 +445,11 @@ class WebSocketServer(UserDelivery):
         await RockstarConsumer(self)(scope, receive, send)
 
     handle_upgrade = __call__
+
+    async def serve(self, scope: dict[str, Any], receive: Any, send: Any, *, path: str | None = None) -> None:
+        """Serve one connection routed on ``path`` (None: the scope's path without its
+        ``root_path``): what each ``urlpatterns`` entry calls."""
+        await RockstarConsumer(self, path=path)(scope, receive, send)
 
     def __repr__(self) -> str:
         return f"<WebSocketServer {self.name!r} routes={len(self.routes)} connections={self.get_connections()}>"

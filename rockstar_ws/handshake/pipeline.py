@@ -20,7 +20,9 @@ host_and_rate         ``Host`` in ALLOWED_HOSTS, the client IP's handshake      
 tenant                the host's tenant (rockstar_ws.tenants; when tenancy is    403
                       on): ``ctx.tenant``, ``request.tenant_id``
 route                 host routes, then the tenant's, then global ones:          404
-                      ``ctx.route``, ``request.path_params``
+                      ``ctx.route``, ``request.path_params`` (no route: the
+                      ``NoRoute`` refusal, which the engine hands to the
+                      server's ``fallback`` application when it has one)
 limits                ``ctx.upgrader``: route over server over settings
 route_hook            the route's own step, ``handler.before_accept(ctx)`` when  any
                       the handler has one (the pub/sub route: its protocol
@@ -50,7 +52,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..core.errors import Deny, ImproperlyConfigured
+from ..core.errors import ImproperlyConfigured, NoRoute
 from ..limits.upgrader import Upgrader, effective_upgrader
 from .precheck import check_selected_subprotocol, precheck
 
@@ -182,7 +184,7 @@ def route(table: RouteTable) -> SyncStage:
         request = ctx.request
         found = table.find(request.host, request.path, request.tenant_id)
         if found is None:
-            raise Deny(404, log_detail=f"no route for host={request.host!r} path={request.path!r}")
+            raise NoRoute(log_detail=f"no route for host={request.host!r} path={request.path!r}")
         ctx.route, request.path_params = found
     return route
 

@@ -276,4 +276,17 @@ async def _auth(project: FreshProject, server) -> None:
     wait_until(lambda: "insufficient scope" in server.output(), message=server.output)
 
 
-CHECKS = {"examples.md": _examples, "auth.md": _auth}
+async def _channels(project: FreshProject, server) -> None:
+    """The page's project: the old consumer answers at its Channels route, the same consumer
+    behind rockstar_ws's authenticated route sees what the token said."""
+    async with connect(server, "/ws/legacy/lobby") as ws:
+        assert json.loads(await ws.recv()) == {"room": "lobby", "user_id": None}
+        await ws.send("hi")
+        assert await ws.recv() == "[lobby] hi"
+    token = project.shell(TOKEN_SCRIPT.format(scopes=["chat:read"], tenant=None)).strip()
+    async with connect(server, "/ws/chat/den", additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+        hello = json.loads(await ws.recv())
+        assert hello["room"] == "den" and hello["user_id"] is not None
+
+
+CHECKS = {"examples.md": _examples, "auth.md": _auth, "channels.md": _channels}
