@@ -55,6 +55,11 @@ class DaphneBridge(_ProtocolBridge):
     name = "daphne"
     abort_method = "abortConnection"
 
+    def __init__(self, send: Send, protocol: Any) -> None:
+        super().__init__(send, protocol)
+        #: write_frame may write to the socket itself (plain TCP); None until its first write.
+        self._raw: bool | None = None
+
     async def close(self, code: int, reason: str = "") -> None:
         p = self.protocol
         if getattr(p, "state", None) != p.STATE_OPEN:
@@ -66,6 +71,57 @@ class DaphneBridge(_ProtocolBridge):
         if transport is None:
             return 0
         return len(getattr(transport, "dataBuffer", b"")) + int(getattr(transport, "_tempDataLen", 0))
+
+    def write_frame(self, prepared: Any, limit: int) -> int:
+        """Write one broadcast frame prepared once for every member (autobahn's ``PreparedMessage``).
+
+        Returns 0 when written, -1 when the WebSocket is not open (nothing written), or the bytes
+        daphne holds unsent for this client when they exceed ``limit`` (nothing written; ``limit``
+        0 means no limit).
+
+        A broadcast writes the same frame to thousands of clients, and autobahn's
+        ``sendPreparedMessage`` spent most of each write outside the socket: a debug log call
+        whose arguments it formats before the level check, then Twisted's ``write``, which only
+        buffers and registers the socket with the event loop (one ``epoll_ctl`` to add it, a
+        loop pass, the ``send``, one ``epoll_ctl`` to remove it). When Twisted holds nothing
+        unsent for this plain-TCP client, the frame goes to the socket at once instead (the
+        ``send`` Twisted would make on the next pass, so the bytes on the wire and their order are
+        the same); whatever the kernel does not take is handed to Twisted's ``write``, as is every
+        frame while Twisted holds data, or on TLS, a closing transport, or per-message compression.
+        """
+        p = self.protocol
+        if p.state != p.STATE_OPEN:
+            return -1
+        t = p.transport
+        if p._perMessageCompress is not None and not prepared.doNotCompress:
+            held = self.buffered_bytes()
+            if limit and held > limit:
+                return held
+            p.sendPreparedMessage(prepared)  # compressed per client: autobahn's own path
+            return 0
+        data: bytes = prepared.payloadHybi
+        raw = self._raw
+        if raw is None:  # a plain TCP (or Unix socket) transport: Twisted's FileDescriptor
+            raw = self._raw = (getattr(t, "TLS", True) is False and hasattr(t, "socket")
+                               and hasattr(t, "_tempDataBuffer") and hasattr(t, "offset"))
+        direct = raw and not t.TLS and not p.send_queue  # autobahn's own queue (sync sends) goes first
+        if direct and not t._tempDataLen and not t.dataBuffer and t.connected and not t.disconnecting:
+            try:
+                sent = t.socket.send(data)
+            except OSError:  # full (BlockingIOError), reset or closed: Twisted's write takes it
+                sent = 0  # from here, and finds a dead connection on its own and ends it
+            if sent < len(data):
+                t.write(data[sent:])
+        else:
+            held = len(t.dataBuffer) - t.offset + t._tempDataLen if raw else self.buffered_bytes()
+            if limit and held > limit:
+                return held
+            if not direct:
+                p.sendPreparedMessage(prepared)
+                return 0
+            t.write(data)
+        p.trafficStats.outgoingOctetsWireLevel += len(data)
+        return 0
 
     def pause_reading(self) -> None:
         # daphne queues every message it reads for the application without bound: only
