@@ -57,8 +57,8 @@ class DaphneBridge(_ProtocolBridge):
 
     def __init__(self, send: Send, protocol: Any) -> None:
         super().__init__(send, protocol)
-        #: write_frame may write to the socket itself (plain TCP); None until its first write.
-        self._raw: bool | None = None
+        #: write_frame's (transport, socket send) on plain TCP, () elsewhere, None before its first write.
+        self._plain: tuple[Any, ...] | None = None
 
     async def close(self, code: int, reason: str = "") -> None:
         p = self.protocol
@@ -92,7 +92,6 @@ class DaphneBridge(_ProtocolBridge):
         p = self.protocol
         if p.state != p.STATE_OPEN:
             return -1
-        t = p.transport
         if p._perMessageCompress is not None and not prepared.doNotCompress:
             held = self.buffered_bytes()
             if limit and held > limit:
@@ -100,26 +99,36 @@ class DaphneBridge(_ProtocolBridge):
             p.sendPreparedMessage(prepared)  # compressed per client: autobahn's own path
             return 0
         data: bytes = prepared.payloadHybi
-        raw = self._raw
-        if raw is None:  # a plain TCP (or Unix socket) transport: Twisted's FileDescriptor
-            raw = self._raw = (getattr(t, "TLS", True) is False and hasattr(t, "socket")
-                               and hasattr(t, "_tempDataBuffer") and hasattr(t, "offset"))
-        direct = raw and not t.TLS and not p.send_queue  # autobahn's own queue (sync sends) goes first
-        if direct and not t._tempDataLen and not t.dataBuffer and t.connected and not t.disconnecting:
-            try:
-                sent = t.socket.send(data)
-            except OSError:  # full (BlockingIOError), reset or closed: Twisted's write takes it
-                sent = 0  # from here, and finds a dead connection on its own and ends it
-            if sent < len(data):
-                t.write(data[sent:])
+        plain = self._plain
+        if plain is None:  # first write: a plain TCP (or Unix socket) transport, Twisted's FileDescriptor?
+            t = p.transport
+            ok = (getattr(t, "TLS", True) is False and hasattr(t, "socket") and hasattr(t, "_tempDataBuffer")
+                  and hasattr(t, "offset"))
+            plain = self._plain = (t, t.socket.send) if ok else ()
+        if plain:
+            t, send = plain
+            if not t._tempDataLen and not t.dataBuffer and not p.send_queue and t.connected \
+                    and not t.disconnecting and not t.TLS:
+                try:
+                    sent = send(data)
+                except OSError:  # full (BlockingIOError), reset or closed: Twisted's write takes it
+                    sent = 0  # from here, and finds a dead connection on its own and ends it
+                if sent < len(data):
+                    t.write(data[sent:])
+            else:
+                held = len(t.dataBuffer) - t.offset + t._tempDataLen
+                if limit and held > limit:
+                    return held
+                if p.send_queue or t.TLS:  # autobahn's own queue goes first; TLS encrypts
+                    p.sendPreparedMessage(prepared)
+                    return 0
+                t.write(data)
         else:
-            held = len(t.dataBuffer) - t.offset + t._tempDataLen if raw else self.buffered_bytes()
+            held = self.buffered_bytes()
             if limit and held > limit:
                 return held
-            if not direct:
-                p.sendPreparedMessage(prepared)
-                return 0
-            t.write(data)
+            p.sendPreparedMessage(prepared)
+            return 0
         p.trafficStats.outgoingOctetsWireLevel += len(data)
         return 0
 
