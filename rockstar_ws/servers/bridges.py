@@ -87,7 +87,10 @@ class DaphneBridge(_ProtocolBridge):
         unsent for this plain-TCP client, the frame goes to the socket at once instead (the
         ``send`` Twisted would make on the next pass, so the bytes on the wire and their order are
         the same); whatever the kernel does not take is handed to Twisted's ``write``, as is every
-        frame while Twisted holds data, or on TLS, a closing transport, or per-message compression.
+        frame while Twisted holds data for the client (it goes behind that data), or on a closing
+        transport. TLS, per-message compression and autobahn's own send queue keep autobahn's path.
+        Frames written here are not added to autobahn's ``trafficStats`` (daphne never reads them;
+        one more object touched per member cost 5% of a fan-out).
         """
         p = self.protocol
         if p.state != p.STATE_OPEN:
@@ -128,8 +131,6 @@ class DaphneBridge(_ProtocolBridge):
             if limit and held > limit:
                 return held
             p.sendPreparedMessage(prepared)
-            return 0
-        p.trafficStats.outgoingOctetsWireLevel += len(data)
         return 0
 
     def pause_reading(self) -> None:
