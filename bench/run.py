@@ -1372,6 +1372,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scale-messages", type=int, help="broadcast-at-scale messages; default 50, quick 10")
     p.add_argument("--scale-rate", type=float, default=10.0, help="broadcast-at-scale messages/s (default 10)")
     p.add_argument("--scale-reps", type=int, help="repetitions of the scale rows; default 1")
+    p.add_argument("--scale-rows", default="", help="comma-separated scale row keys to run (e.g. "
+                   "scale-rockstar-redis-2000); default all")
     p.add_argument("--idle", type=int, help="idle connections opened in a burst; default 20000, quick 500")
     p.add_argument("--idle-plain", type=int, help="the same for plain Channels (it does not open 20,000 in "
                    "minutes); default 5000, quick 500")
@@ -1394,6 +1396,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="re-render the table, doc and plot from a saved run (--json) without measuring")
     p.add_argument("--no-docs", action="store_true", help="print the table only")
     a = p.parse_args(argv)
+    unknown_rows = set(filter(None, a.scale_rows.split(","))) - {r.key for r in ROWS if r.section == SCALE}
+    if unknown_rows:
+        p.error(f"--scale-rows: unknown row(s) {sorted(unknown_rows)}")
     unknown = set(filter(None, a.only.split(","))) - set(SECTIONS)
     if unknown:
         p.error(f"--only: unknown section(s) {sorted(unknown)}; use {', '.join(x for x in SECTIONS if x != LATER)}")
@@ -1465,7 +1470,8 @@ def main(argv: list[str] | None = None) -> int:
         bc = [r for r in ROWS if r.section in (BROADCAST, SATURATION) and r.section in sections and not r.pending]
         for key, reps in measure_broadcast(bc, ctx).items():
             results[key] = median_of(reps) if reps else {"skipped": "Redis is not reachable on 127.0.0.1:6379"}
-        scale = [r for r in ROWS if r.section == SCALE and SCALE in sections and not r.pending]
+        scale = [r for r in ROWS if r.section == SCALE and SCALE in sections and not r.pending
+                 and (not a.scale_rows or r.key in a.scale_rows.split(","))]
         for key, reps in measure_scale(scale, ctx).items():
             results[key] = ({**median_of(reps), "receivers": reps[0]["receivers"], "offered": reps[0]["offered"]}
                             if reps else {"skipped": "Redis is not reachable on 127.0.0.1:6379"})

@@ -43,17 +43,18 @@ def counts_backend(layer: Any) -> bool:
 class _Member:
     """One connection's delivery state: direct (daphne) or a bounded queue with a writer task."""
 
-    __slots__ = ("conn", "send", "bridge", "protocol", "direct", "queue", "queued_bytes", "sending_since", "waiter",
+    __slots__ = ("conn", "send", "bridge", "direct", "queue", "queued_bytes", "sending_since", "waiter",
                  "writer", "overflowing", "dropped")
 
     def __init__(self, conn: WebSocketConnection) -> None:
         self.conn = conn
         self.send = conn.send_raw
         self.bridge = conn.transport
-        # daphne's send never waits: write directly (a frame prepared once for all members,
-        # as daphne's own handle_reply would write it) and watch its buffer instead of queueing.
-        self.protocol: Any = getattr(self.bridge, "protocol", None)
-        self.direct = getattr(self.bridge, "name", "") == "daphne" and hasattr(self.protocol, "sendPreparedMessage")
+        # daphne's send never waits: write directly (a frame prepared once for all members, straight
+        # to the socket when Twisted holds nothing for it: DaphneBridge.write_frame) and watch its
+        # buffer instead of queueing. None: a queue and a writer task.
+        self.direct: Callable[[Any, int], int] | None = (
+            getattr(self.bridge, "write_frame", None) if getattr(self.bridge, "name", "") == "daphne" else None)
         self.queue: deque[dict[str, Any]] = deque()
         self.queued_bytes = 0
         #: monotonic time the writer's current send started (0: not sending).
@@ -216,21 +217,22 @@ class GroupHub:
         qsize = ws_settings.GROUP_QUEUE_SIZE
         write_timeout = float(ws_settings.WRITE_TIMEOUT)
         now = time.monotonic
-        prepared = Prepared(msg)
+        prepared: Any = None
         for member in tuple(members):
             conn = member.conn
             if not conn.is_open or (exclude and conn in exclude):
                 continue
-            if member.direct:
-                protocol = member.protocol
-                if protocol.state != protocol.STATE_OPEN:
-                    continue
-                if limit and member.bridge.buffered_bytes() > limit:
-                    self._overflow(member, f"{member.bridge.buffered_bytes()} bytes buffered")
-                    continue
+            write = member.direct
+            if write is not None:
+                if prepared is None:
+                    prepared = Prepared(msg).frame()
                 try:
-                    protocol.sendPreparedMessage(prepared.frame())
+                    held = write(prepared, limit)
                 except Exception:  # the transport went away mid-write; its close follows
+                    continue
+                if held:
+                    if held > 0:
+                        self._overflow(member, f"{held} bytes buffered")
                     continue
             else:
                 if len(member.queue) >= qsize:

@@ -422,6 +422,9 @@ async def test_cross_process_exactly_once_in_order_per_sender(server_factory, re
     assert (await on_b[1].ask("size")) == {"reply": "size", "cluster": 6, "local": 3}
     st = (await stats(a))["groups"]
     assert st["published"] >= n and st["received"] >= n and st["publish_failed"] == 0
+    # B's three members got A's n + 1 messages through ONE delivery each to B's node channel (not one
+    # per member): the layer carries a broadcast once per process, the hub fans it out.
+    assert (await stats(b))["groups"]["received"] == n + 1
 
     # leaving and disconnecting stop delivery; the last member of B takes B out of the layer group
     await on_b[1].ask("leave", group=group)
@@ -561,6 +564,37 @@ async def test_slow_reader_misses_messages_under_the_drop_policy(server_factory,
     for m in (fast, sender):
         await m.close()
     slow.close()
+
+
+async def test_member_that_falls_behind_and_catches_up_gets_every_frame_whole_and_in_order(server_factory):
+    """daphne: broadcasts go to a member's socket directly while Twisted holds nothing for it, and
+    through Twisted's buffer once the kernel's is full. 600 broadcasts of 16 KiB (9.6 MB, more than
+    the kernel buffers of a loopback socket) to a member that reads nothing until the last one was
+    written: the kernel takes part of a frame, the rest queues behind it, the next frames queue
+    behind those. When it reads it must get every frame whole and in order, and it stays a member."""
+    env = {"ROCKSTAR_TEST_WS_SETTINGS": json.dumps({"MESSAGE_RATE": 0, "GROUP_MAX_BUFFERED_BYTES": 64 << 20})}
+    server = server_factory(env=env)
+    group = "catch-up"
+    fast = await member(server, group)
+    late = stalled_member(server, group)
+    sender = await member(server, group, join=False)
+    count, pad = 600, 16 * 1024
+    await flood(sender, count, pad)
+    # The fast member has them all: the server has written every one to the late member too.
+    got = await fast.take(count, timeout=90)
+    assert [x[:4] for x in got] == [f"{i:04d}" for i in range(count)]
+    reader = asyncio.ensure_future(asyncio.to_thread(read_texts_until, late, "end", 90))
+    await sender.say("end")  # written behind what Twisted still holds for it
+    seen = await reader
+    assert seen[0] == '{"reply":"ready"}'
+    assert seen[1:] == [f"{i:04d}" + " " * pad for i in range(count)] + ["end"]
+    st = await stats(server)
+    assert st["groups"]["slow_closed"] == 0 and st["groups"]["dropped"] == 0
+    assert (await fast.ask("size"))["local"] == 2
+    assert await fast.take(1) == ["end"]
+    for m in (fast, sender):
+        await m.close()
+    late.close()
 
 
 async def test_slow_reader_under_uvicorn_overflows_its_queue(server_factory):
