@@ -12,15 +12,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import time
+from pathlib import Path
+from typing import Any
 
 from pubsub_common import cleanup, server_env, start
 
 from tests.pubsub_client import open_client
 
 
-async def one_case(server, group: str, subscribers: int, n: int, window: int) -> float:
+def server_cpu(server) -> float:
+    """CPU seconds (user + system) the server process has used so far."""
+    import psutil
+
+    t = psutil.Process(server.proc.pid).cpu_times()
+    return t.user + t.system
+
+
+async def one_case(server, group: str, subscribers: int, n: int, window: int) -> tuple[float, float]:
+    """(deliveries per second, deliveries per second of server CPU) of one case."""
     clients = [open_client(server) for _ in range(subscribers)]
     subs = [await c.__aenter__() for c in clients]
     try:
@@ -32,7 +44,7 @@ async def one_case(server, group: str, subscribers: int, n: int, window: int) ->
         publishers = [await p.__aenter__() for p in pubs]
         try:
             payload = {"text": "x" * 100}
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), server_cpu(server)
 
             async def publisher(p, count: int) -> None:
                 for _ in range(count):
@@ -42,40 +54,65 @@ async def one_case(server, group: str, subscribers: int, n: int, window: int) ->
             await asyncio.gather(*(publisher(p, n // window) for p in publishers))
             for s in subs:
                 await s.wait_for(lambda s=s: len(s.pubs(group)) >= n // window * window, deadline=300)
-            took = time.perf_counter() - t0
+            took, cpu = time.perf_counter() - t0, server_cpu(server) - cpu0
         finally:
             for p in pubs:
                 await p.__aexit__(None, None, None)
-        return subscribers * n / took
+        return subscribers * n / took, subscribers * n / max(cpu, 1e-3)
     finally:
         for c in clients:
             await c.__aexit__(None, None, None)
 
 
-async def main() -> None:
+async def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the rounds on one server; the figures as a dict (what ``--json`` writes)."""
+    env = server_env("" if args.embedded else args.redis)
+    server = start(env)
+    on: list[tuple[float, float]] = []
+    off: list[tuple[float, float]] = []
+    try:
+        for i in range(args.rounds):
+            off.append(await one_case(server, "plain.bench", args.subscribers, args.publications, args.window))
+            on.append(await one_case(server, "news", args.subscribers, args.publications, args.window))
+            print(f"round {i + 1}: history off {off[-1][0]:,.0f} deliveries/s ({off[-1][1]:,.0f} per server "
+                  f"CPU-s), on {on[-1][0]:,.0f} deliveries/s ({on[-1][1]:,.0f} per server CPU-s)", flush=True)
+    finally:
+        server.stop()
+        if not args.embedded:
+            cleanup(args.redis, env)
+    # Each round ran both cases seconds apart: the median of the per-round ratios is steadier
+    # than the ratio of the medians when the machine's load drifts.
+    ratios = [a[0] / b[0] for a, b in zip(on, off, strict=True)]
+    cpu_ratios = [a[1] / b[1] for a, b in zip(on, off, strict=True)]
+    return {"store": "memory" if args.embedded else "redis", "subscribers": args.subscribers,
+            "publications": args.publications, "window": args.window, "rounds": args.rounds,
+            "off": statistics.median(r for r, _ in off), "on": statistics.median(r for r, _ in on),
+            "off_per_cpu": statistics.median(c for _, c in off), "on_per_cpu": statistics.median(c for _, c in on),
+            "all_off": [round(r) for r, _ in off], "all_on": [round(r) for r, _ in on],
+            "ratio": statistics.median(ratios), "ratio_per_cpu": statistics.median(cpu_ratios)}
+
+
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("redis", nargs="?", default="redis://127.0.0.1:6379/0")
     ap.add_argument("--subscribers", type=int, default=50)
     ap.add_argument("--publications", type=int, default=1000)
     ap.add_argument("--window", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3)
-    args = ap.parse_args()
-    env = server_env(args.redis)
-    server = start(env)
-    on: list[float] = []
-    off: list[float] = []
-    try:
-        for i in range(args.rounds):
-            off.append(await one_case(server, "plain.bench", args.subscribers, args.publications, args.window))
-            on.append(await one_case(server, "news", args.subscribers, args.publications, args.window))
-            print(f"round {i + 1}: history off {off[-1]:,.0f} deliveries/s, on {on[-1]:,.0f} deliveries/s")
-        ratio = statistics.median(on) / statistics.median(off)
-        print(f"median: off {statistics.median(off):,.0f}/s, on {statistics.median(on):,.0f}/s, "
-              f"history on = {ratio:.2f} of off")
-    finally:
-        server.stop()
-        cleanup(args.redis, env)
+    ap.add_argument("--embedded", action="store_true",
+                    help="no Redis: the in-memory channel layer and history (one process, embedded mode)")
+    ap.add_argument("--json", help="also write the figures to this file (bench/run.py reads it)")
+    return ap.parse_args(argv)
+
+
+def main() -> None:
+    args = arguments()
+    r = asyncio.run(measure(args))
+    print(f"median: off {r['off']:,.0f}/s, on {r['on']:,.0f}/s, history on = {r['ratio']:.2f} of off "
+          f"({r['ratio_per_cpu']:.2f} per server CPU-second)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(r, indent=1) + "\n")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

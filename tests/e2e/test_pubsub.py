@@ -8,6 +8,7 @@ its own redis-server on a free port and flushes only that one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import subprocess
@@ -359,3 +360,53 @@ async def test_presence_command_and_join_leave_pushes(daphne):
         await a.wait_for(lambda: any(p.get("type") == "leave" for p in a.pushes))
         assert (await a.command("presence", group="room.presence"))["result"] == {"clients": 1, "users": []}
         assert (await a.command("presence", group="news"))["error"]["code"] in ("forbidden", "not_subscribed")
+
+
+# -- concurrent publishers: batches of appends, fanned out back to back ----------------------------
+async def _publish_concurrently(servers, readers, group: str, per_server: int, each: int) -> None:
+    """``per_server`` publisher connections on each server publish ``each`` times at once (replies
+    awaited, so a process's writer appends whatever queued meanwhile as one batch); every reader
+    must get every publication once, in offset order, each at the offset its publisher was told."""
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(open_client(s)) for s in servers for _ in range(per_server)]
+
+        async def publisher(n: int, c) -> dict[int, dict]:
+            told: dict[int, dict] = {}
+            for i in range(each):
+                r = await c.command("publish", group=group, data={"p": n, "i": i})
+                told[r["result"]["offset"]] = {"p": n, "i": i}
+            assert list(told) == sorted(told)  # a publisher's own publications in its order
+            return told
+
+        results = await asyncio.gather(*(publisher(n, c) for n, c in enumerate(clients)))
+    told = {o: d for r in results for o, d in r.items()}
+    total = len(clients) * each
+    first = min(told)
+    assert sorted(told) == list(range(first, first + total))  # no offset repeated or skipped
+    for reader in readers:
+        await reader.wait_for(lambda r=reader: len(r.pubs(group)) >= total)
+        got = reader.pubs(group)
+        assert [p["offset"] for p in got] == list(range(first, first + total))
+        assert [p["data"] for p in got] == [told[o] for o in range(first, first + total)]
+
+
+async def test_concurrent_publishers_of_one_process_reach_subscribers_once_in_offset_order(daphne):
+    group = f"room.c{uuid.uuid4().hex[:8]}"
+    async with open_client(daphne) as r1, open_client(daphne) as r2:
+        for r in (r1, r2):
+            assert "result" in await r.subscribe(group)
+        await _publish_concurrently([daphne], [r1, r2], group, per_server=8, each=10)
+
+
+async def test_concurrent_publishers_of_two_processes_reach_subscribers_once_in_offset_order(cluster):
+    a, b = cluster
+    async with open_client(a) as ra, open_client(b) as rb:
+        for r in (ra, rb):
+            assert "result" in await r.subscribe("news")
+        # Warm both processes' taps and stores, so the first batches are not the subscribe's.
+        async with open_client(a) as p:
+            assert "result" in await p.command("publish", group="news", data="start")
+        for r in (ra, rb):
+            await r.wait_for(lambda r=r: len(r.pubs("news")) >= 1)
+            r.pushes.clear()
+        await _publish_concurrently([a, b], [ra, rb], "news", per_server=6, each=25)
