@@ -31,8 +31,9 @@ def server_cpu(server) -> float:
     return t.user + t.system
 
 
-async def one_case(server, group: str, subscribers: int, n: int, window: int) -> tuple[float, float]:
-    """(deliveries per second, deliveries per second of server CPU) of one case."""
+async def one_case(server, group: str, subscribers: int, n: int, window: int) -> tuple[float, float, float, float]:
+    """(deliveries per second, deliveries per second of server CPU, server CPU share, client CPU
+    share) of one case; a share is of one core over the case's wall time."""
     clients = [open_client(server) for _ in range(subscribers)]
     subs = [await c.__aenter__() for c in clients]
     try:
@@ -44,7 +45,7 @@ async def one_case(server, group: str, subscribers: int, n: int, window: int) ->
         publishers = [await p.__aenter__() for p in pubs]
         try:
             payload = {"text": "x" * 100}
-            t0, cpu0 = time.perf_counter(), server_cpu(server)
+            t0, cpu0, own0 = time.perf_counter(), server_cpu(server), time.process_time()
 
             async def publisher(p, count: int) -> None:
                 for _ in range(count):
@@ -54,11 +55,11 @@ async def one_case(server, group: str, subscribers: int, n: int, window: int) ->
             await asyncio.gather(*(publisher(p, n // window) for p in publishers))
             for s in subs:
                 await s.wait_for(lambda s=s: len(s.pubs(group)) >= n // window * window, deadline=300)
-            took, cpu = time.perf_counter() - t0, server_cpu(server) - cpu0
+            took, cpu, own = time.perf_counter() - t0, server_cpu(server) - cpu0, time.process_time() - own0
         finally:
             for p in pubs:
                 await p.__aexit__(None, None, None)
-        return subscribers * n / took, subscribers * n / max(cpu, 1e-3)
+        return subscribers * n / took, subscribers * n / max(cpu, 1e-3), cpu / took, own / took
     finally:
         for c in clients:
             await c.__aexit__(None, None, None)
@@ -68,27 +69,32 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Run the rounds on one server; the figures as a dict (what ``--json`` writes)."""
     env = server_env("" if args.embedded else args.redis)
     server = start(env)
-    on: list[tuple[float, float]] = []
-    off: list[tuple[float, float]] = []
+    on: list[tuple[float, float, float, float]] = []
+    off: list[tuple[float, float, float, float]] = []
     try:
         for i in range(args.rounds):
             off.append(await one_case(server, "plain.bench", args.subscribers, args.publications, args.window))
             on.append(await one_case(server, "news", args.subscribers, args.publications, args.window))
-            print(f"round {i + 1}: history off {off[-1][0]:,.0f} deliveries/s ({off[-1][1]:,.0f} per server "
-                  f"CPU-s), on {on[-1][0]:,.0f} deliveries/s ({on[-1][1]:,.0f} per server CPU-s)", flush=True)
+            print(f"round {i + 1}: " + ", ".join(
+                f"{name} {r[0]:,.0f} deliveries/s ({r[1]:,.0f} per server CPU-s, server CPU {r[2]:.0%}, "
+                f"client CPU {r[3]:.0%})" for name, r in (("history off", off[-1]), ("on", on[-1]))), flush=True)
     finally:
         server.stop()
         if not args.embedded:
             cleanup(args.redis, env)
     # Each round ran both cases seconds apart: the median of the per-round ratios is steadier
     # than the ratio of the medians when the machine's load drifts.
-    ratios = [a[0] / b[0] for a, b in zip(on, off, strict=True)]
-    cpu_ratios = [a[1] / b[1] for a, b in zip(on, off, strict=True)]
+    ratios = [x[0] / y[0] for x, y in zip(on, off, strict=True)]
+    cpu_ratios = [x[1] / y[1] for x, y in zip(on, off, strict=True)]
     return {"store": "memory" if args.embedded else "redis", "subscribers": args.subscribers,
             "publications": args.publications, "window": args.window, "rounds": args.rounds,
-            "off": statistics.median(r for r, _ in off), "on": statistics.median(r for r, _ in on),
-            "off_per_cpu": statistics.median(c for _, c in off), "on_per_cpu": statistics.median(c for _, c in on),
-            "all_off": [round(r) for r, _ in off], "all_on": [round(r) for r, _ in on],
+            "off": statistics.median(r[0] for r in off), "on": statistics.median(r[0] for r in on),
+            "off_per_cpu": statistics.median(r[1] for r in off), "on_per_cpu": statistics.median(r[1] for r in on),
+            "server_cpu_off": statistics.median(r[2] for r in off),
+            "server_cpu_on": statistics.median(r[2] for r in on),
+            "client_cpu_off": statistics.median(r[3] for r in off),
+            "client_cpu_on": statistics.median(r[3] for r in on),
+            "all_off": [round(r[0]) for r in off], "all_on": [round(r[0]) for r in on],
             "ratio": statistics.median(ratios), "ratio_per_cpu": statistics.median(cpu_ratios)}
 
 
