@@ -513,16 +513,20 @@ class _Batch:
 
         try:
             while self.inflight:
-                items, append = self.inflight[0]
                 try:
-                    await asyncio.wait([append])
-                finally:
-                    # The batches whose appends are done, oldest first; the next ones go out
-                    # before this fan-out, so their round trip overlaps it.
-                    done = []
-                    while self.inflight and self.inflight[0][1].done():
-                        done.append(self.inflight.popleft())
-                    self._flush()
+                    await asyncio.wait([self.inflight[0][1]])
+                except asyncio.CancelledError:  # the loop is closing: nobody waits for them any more
+                    for items, append in self.inflight:
+                        append.cancel()
+                        _fail(items, RuntimeError("the server stopped before the publication was appended"))
+                    self.inflight.clear()
+                    raise
+                # The batches whose appends are done, oldest first; the next ones go out before
+                # this fan-out, so their round trip overlaps it.
+                done = []
+                while self.inflight and self.inflight[0][1].done():
+                    done.append(self.inflight.popleft())
+                self._flush()
                 ready: list[tuple[list[tuple[str, asyncio.Future[PublishResult]]], list[Position]]] = []
                 for items, append in done:
                     exc = append.exception()
@@ -532,7 +536,9 @@ class _Batch:
                         ready.append((items, append.result()))
                 # Sent in order, Redis ran them in order; should two connections of the pool have
                 # crossed, the offsets still leave in order (a late one is refilled by the merge).
-                ready.sort(key=lambda r: r[1][0].offset if r[1] else 0)
+                # Across an epoch change (the history was lost) the order sent is kept.
+                if len({positions[0].epoch for _, positions in ready if positions}) == 1:
+                    ready.sort(key=lambda r: r[1][0].offset if r[1] else 0)
                 texts = [push_text(self.group, data_json, position)
                          for items, positions in ready
                          for (data_json, _), position in zip(items, positions, strict=True)]

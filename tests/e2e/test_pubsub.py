@@ -410,3 +410,29 @@ async def test_concurrent_publishers_of_two_processes_reach_subscribers_once_in_
             await r.wait_for(lambda r=r: len(r.pubs("news")) >= 1)
             r.pushes.clear()
         await _publish_concurrently([a, b], [ra, rb], "news", per_server=6, each=25)
+
+
+async def test_publishes_while_the_history_redis_is_down_fail_and_later_ones_go_through(server_factory,
+                                                                                         private_redis):
+    # Embedded layer, history in a Redis of this test: with it stopped, every publication of the
+    # batches under way answers history_unavailable (none hangs, none is fanned out); once it is
+    # back, the stream's writer goes on.
+    history = {"GROUPS": [{"pattern": "news", "size": 100, "ttl": 600}], "REDIS": private_redis.url}
+    server = server_factory("daphne", env={"ROCKSTAR_TEST_WS_SETTINGS": json.dumps(
+        {"PUBSUB_HISTORY": history, "MESSAGE_RATE": 0})})
+    async with contextlib.AsyncExitStack() as stack:
+        publishers = [await stack.enter_async_context(open_client(server)) for _ in range(6)]
+        assert "result" in await publishers[0].command("publish", group="news", data="before")
+        private_redis.stop()
+        down = await asyncio.gather(*(p.command("publish", group="news", data="lost") for p in publishers))
+        assert all(r.get("error", {}).get("code") == "history_unavailable" for r in down), down
+        private_redis.start()
+        async with open_client(server) as reader:
+            assert "result" in await reader.subscribe("news")
+            after = await asyncio.gather(*(p.command("publish", group="news", data=f"after-{n}")
+                                           for n, p in enumerate(publishers)))
+            assert all("result" in r for r in after), after
+            await reader.wait_for(lambda: len(reader.pubs("news")) >= 6)
+            got = reader.pubs("news")
+            assert sorted(p["data"] for p in got) == [f"after-{n}" for n in range(6)]  # no "lost" one
+            assert [p["offset"] for p in got] == list(range(1, 7))  # Redis came back empty: a new epoch
