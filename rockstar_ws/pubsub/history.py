@@ -15,8 +15,9 @@ Two stores with one interface:
 - :class:`RedisHistoryStore`: a Redis stream per group, capped with ``MAXLEN``, plus a small hash
   (epoch and top offset). One Lua script appends a publication or a whole batch of them (one
   round trip), so every process shares one history and offsets never repeat. The layout follows
-  Centrifugo's Redis broker (``broker_history_add_stream.lua``): the offset counter lives in the metadata hash, which
-  outlives the stream (``meta_ttl``), so offsets keep increasing after an idle stream expired.
+  Centrifugo's Redis broker (``broker_history_add_stream.lua``): the offset counter lives in the
+  metadata hash, which outlives the stream (``meta_ttl``), so offsets keep increasing after an
+  idle stream expired.
 
 Unlike Centrifugo, whose ``history_ttl`` expires a whole stream after T seconds without
 publications, each publication here carries its own deadline: a publication older than T is
@@ -290,7 +291,7 @@ class MemoryHistoryStore(HistoryStore):
             return Position(stream.top, stream.epoch)
 
 
-# -- Redis ----------------------------------------------------------------------------------
+# -- Redis ------------------------------------------------------------------------------------
 # KEYS: meta hash, stream. ARGV: size, ttl ms, meta ttl ms, epoch if new, binary flags (one '0'
 # or '1' per payload), then the payloads in order. Appends them all, at offsets top + 1 .. top + n.
 # The epoch comes from the caller: a script's random numbers are not random enough for it.
