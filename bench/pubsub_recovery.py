@@ -16,6 +16,8 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 from pubsub_common import ROOT, cleanup, server_env, start
 
@@ -40,23 +42,33 @@ async def one_run(server, env) -> float:
     return took
 
 
-async def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("redis", nargs="?", default="redis://127.0.0.1:6379/0")
-    ap.add_argument("--runs", type=int, default=3)
-    args = ap.parse_args()
+async def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """The runs on one server; the figures as a dict (what ``--json`` writes)."""
     env = server_env(args.redis)
     server = start(env)
     try:
         times = []
         for i in range(args.runs):
             times.append(await one_run(server, env))
-            print(f"run {i + 1}: 1,000 missed publications recovered in {times[-1] * 1000:.0f} ms")
-        print(f"median: {statistics.median(times) * 1000:.0f} ms")
+            print(f"run {i + 1}: 1,000 missed publications recovered in {times[-1] * 1000:.0f} ms", flush=True)
     finally:
         server.stop()
         cleanup(args.redis, env)
+    return {"missed": 1000, "runs": args.runs, "all_ms": [round(t * 1000, 1) for t in times],
+            "median_ms": round(statistics.median(times) * 1000, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("redis", nargs="?", default="redis://127.0.0.1:6379/0")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--json", help="also write the figures to this file (bench/run.py reads it)")
+    args = ap.parse_args()
+    r = asyncio.run(measure(args))
+    print(f"median: {r['median_ms']:.0f} ms")
+    if args.json:
+        Path(args.json).write_text(json.dumps(r, indent=1) + "\n")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

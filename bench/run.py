@@ -115,13 +115,11 @@ class Row:
 
 
 ECHO, HANDSHAKE, MEMORY, BROADCAST, SATURATION = "echo", "handshakes", "memory", "broadcast", "saturation"
-SCALE, IDLE, STORM, LATER = "scale", "idle", "storm", "later"
-SECTIONS = (ECHO, HANDSHAKE, MEMORY, BROADCAST, SATURATION, SCALE, IDLE, STORM, LATER)
+SCALE, IDLE, STORM, HISTORY, LATER = "scale", "idle", "storm", "history", "later"
+SECTIONS = (ECHO, HANDSHAKE, MEMORY, BROADCAST, SATURATION, SCALE, IDLE, STORM, HISTORY, LATER)
 #: Receivers of the broadcast-at-scale rows on one daphne (the two-process row is separate).
 SCALE_STEPS = (200, 500, 1000, 2000, 5000)
 PENDING_PRESENCE = "not in this runner yet: python bench/presence_join.py (figures in docs/presence.md)"
-PENDING_HISTORY = ("not in this runner yet: python bench/pubsub_recovery.py and bench/pubsub_broadcast.py "
-                   "(figures in docs/pubsub.md)")
 PENDING_CLIENT = "not in this runner yet: tests/e2e/test_client_browser.py measures the spread (docs/client.md)"
 ROWS: list[Row] = [
     Row("echo-bare", ECHO, "bare websockets server (ceiling)", "bare", "/"),
@@ -183,9 +181,16 @@ ROWS: list[Row] = [
     Row("idle-plain", IDLE, "plain Channels, one daphne", "plain-daphne", "/bench/echo", "idle"),
     Row("storm-rockstar-regredis", STORM, "rockstar_ws, one daphne restarted, registry in Redis",
         "rockstar-daphne-regredis-metrics", "/bench/echo", "storm"),
+    # Pub/sub history: bench/pubsub_broadcast.py and bench/pubsub_recovery.py run as they are (each
+    # starts its own daphne on tests.settings' routes and reports --json); see measure_history.
+    Row("hist-broadcast-redis", HISTORY, "pub/sub broadcast capacity, history on / off, one daphne + Redis",
+        mode="pubsub_broadcast"),
+    Row("hist-broadcast-memory", HISTORY, "pub/sub broadcast capacity, history on / off, embedded (in memory)",
+        mode="pubsub_broadcast"),
+    Row("hist-recovery", HISTORY, "pub/sub recovery of 1,000 missed publications (history in Redis)",
+        mode="pubsub_recovery"),
     # Rows measured by scripts of their own for now (a Server and dropping `pending` moves one here).
     Row("later-presence", LATER, "presence: join/leave events to a big channel", pending=PENDING_PRESENCE),
-    Row("later-history", LATER, "history: publish with history, recovery on reconnect", pending=PENDING_HISTORY),
     Row("later-client", LATER, "JavaScript client: reconnect storm through the client's backoff",
         pending=PENDING_CLIENT),
 ]
@@ -226,6 +231,18 @@ def _scale_extra(r: dict[str, Any]) -> str | None:
     if r.get("p99") is not None and r["p99"] >= 0.150:
         return f"p99 {r['p99'] * 1000:.0f} ms >= 150 ms"
     return None
+
+
+def _history_extra(r: dict[str, Any]) -> str | None:
+    if r.get("ratio") is None:
+        return "no ratio measured"
+    if r["ratio"] < HISTORY_AT_LEAST:
+        return f"history on / off {r['ratio']:.2f} < {HISTORY_AT_LEAST:.2f}"
+    return None
+
+
+#: Broadcast capacity with history on, as a share of history off (the per-round ratio's median).
+HISTORY_AT_LEAST = 0.90
 
 
 def _idle_extra(r: dict[str, Any]) -> str | None:
@@ -283,6 +300,10 @@ TARGETS: list[Target] = [
            "sat-rockstar-redis", "sat-plain-redis", at_least=4.0, extra=_no_loss),
     Target("registry on costs <= 5% of echo (on / off)", "echo-rockstar-daphne", "echo-rockstar-daphne-noreg",
            at_least=0.95),
+    Target("pub/sub broadcast capacity, history on / off >= 0.90 (one daphne + Redis)", "hist-broadcast-redis", "",
+           metric="ratio", extra=_history_extra),
+    Target("pub/sub broadcast capacity, history on / off >= 0.90 (embedded, in memory)", "hist-broadcast-memory",
+           "", metric="ratio", extra=_history_extra),
 ]
 
 
@@ -1092,6 +1113,9 @@ def judge(t: Target, results: dict[str, dict[str, Any]]) -> tuple[str, str]:
 def absolute_detail(section: str, r: dict[str, Any]) -> str:
     if section == SCALE:
         return f"p99 {fmt_ms(r.get('p99'))} ms, {r.get('lost', 0):,.0f} lost, {r.get('rate', 0):,.0f} deliveries/s"
+    if section == HISTORY:
+        return (f"history on / off {r.get('ratio', 0):.2f} ({r.get('ratio_per_cpu', 0):.2f} per server "
+                f"CPU-second); off {r.get('off', 0):,.0f}, on {r.get('on', 0):,.0f} deliveries/s")
     if section == STORM:
         secs = r.get("reconnect_secs")
         return (f"{r.get('reconnected', 0):,} of {r.get('held', 0):,} back in "
@@ -1187,6 +1211,52 @@ def _int(x: float | None) -> str:
     return "-" if x is None else f"{int(x):,}"
 
 
+def history_table(results: dict[str, dict[str, Any]], a: argparse.Namespace) -> list[str]:
+    lines = ["", f"### Pub/sub history: broadcast capacity with history on against off ({a.hist_subscribers} "
+             f"subscribers, {a.hist_window} publisher connections, {a.hist_publications} publications per case, "
+             f"{a.hist_rounds} round(s)); recovery of 1,000 missed publications ({a.rec_runs} run(s))", "",
+             "| row | figure | per server CPU-second | off deliveries/s | on deliveries/s | each round / run |",
+             "| --- |" + " ---: |" * 5]
+    for row in (r for r in ROWS if r.section == HISTORY):
+        res = results.get(row.key, {})
+        if res.get("skipped") or not res:
+            lines.append(f"| {row.label} | " + " | ".join(["-"] * 4) + f" | *{res.get('skipped') or 'not run'}* |")
+            continue
+        if row.mode == "pubsub_recovery":
+            runs = ", ".join(f"{x:.0f}" for x in res.get("all_ms", []))
+            lines.append(f"| {row.label} | {res['median_ms']:.0f} ms to the 1,000th (median) | - | - | - | "
+                         f"{runs} ms |")
+            continue
+        rounds = ", ".join(f"{on / off:.2f}" for on, off in zip(res.get("all_on", []), res.get("all_off", []),
+                                                                 strict=True) if off)
+        lines.append(f"| {row.label} | {res['ratio']:.2f} on / off | {res['ratio_per_cpu']:.2f} | {res['off']:,.0f} | "
+                     f"{res['on']:,.0f} | {rounds} |")
+    lines += ["", "Each round runs the case without history (`plain.bench`) and then with it (`news`, appended to "
+              "the history before the fan-out) on the same server, seconds apart; the figure is the median of the "
+              "rounds' ratios. The publishers await each reply (it carries the offset), so a Redis round trip is on "
+              "their path (docs/pubsub.md, \"Publishing and fan-out\"). These scripts start their own daphne "
+              "(not pinned: server and client share both cores)."]
+    return lines
+
+
+def measure_history(row: Row, ctx: Ctx) -> dict[str, Any]:
+    """Run bench/pubsub_broadcast.py or bench/pubsub_recovery.py for ``row`` and read its --json."""
+    a = ctx.args
+    out = ctx.log_dir / f"{row.key}.json"
+    if row.mode == "pubsub_broadcast":
+        cmd = [PY, str(ROOT / "bench" / "pubsub_broadcast.py"), REDIS_URL, "--subscribers", str(a.hist_subscribers),
+               "--publications", str(a.hist_publications), "--window", str(a.hist_window),
+               "--rounds", str(a.hist_rounds), "--json", str(out)]
+        if row.key.endswith("-memory"):
+            cmd.append("--embedded")
+    else:
+        cmd = [PY, str(ROOT / "bench" / "pubsub_recovery.py"), REDIS_URL, "--runs", str(a.rec_runs), "--json", str(out)]
+    done = subprocess.run(cmd, cwd=ROOT, env=ctx.env, capture_output=True, text=True, timeout=1800, check=False)
+    if done.returncode != 0 or not out.exists():
+        raise RuntimeError(f"{' '.join(cmd[1:3])} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return json.loads(out.read_text())
+
+
 def later_table(results: dict[str, dict[str, Any]], a: argparse.Namespace) -> list[str]:
     lines = ["", "### Rows measured by their own scripts", "", "| row | status |", "| --- | --- |"]
     lines += [f"| {row.label} | *{row.pending or 'measured'}* |" for row in ROWS if row.section == LATER]
@@ -1251,7 +1321,7 @@ def table(results: dict[str, dict[str, Any]], a: argparse.Namespace) -> list[str
               f"limited by the client, so the server's real figure is higher. \"per server CPU-s\": round trips or "
               f"handshakes per second of server CPU time (median over the repetitions), steadier than the "
               f"rate when other work takes CPU time; ratios of it are in brackets."]
-    for extra in (scale_table, idle_table, storm_table, later_table):
+    for extra in (scale_table, idle_table, storm_table, history_table, later_table):
         lines += extra(results, a)
     lines += ["", "### Targets (ratios between rows of this run)", "", "| target | result | detail |",
               "| --- | --- | --- |"]
@@ -1380,12 +1450,18 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--idle-inflight", type=int, default=200, help="handshakes in flight in the idle and storm "
                    "bursts (default 200)")
     p.add_argument("--storm", type=int, help="connections of the reconnect storm; default 5000, quick 300")
+    p.add_argument("--hist-subscribers", type=int, help="history rows: subscribers; default 50, quick 10")
+    p.add_argument("--hist-publications", type=int, help="history rows: publications per case; default 1000, "
+                   "quick 80")
+    p.add_argument("--hist-window", type=int, default=8, help="history rows: publisher connections (default 8)")
+    p.add_argument("--hist-rounds", type=int, help="history rows: rounds of off then on; default 5, quick 1")
+    p.add_argument("--rec-runs", type=int, help="recovery row: runs; default 3, quick 1")
     p.add_argument("--daphne-backlog", type=int, default=0, help="daphne's listen backlog (default: daphne's own, "
                    "Twisted's 50; docs/deployment.md recommends 4096)")
     p.add_argument("--client", choices=("node", "python"), help="load generator of the echo, handshake, scale, "
                    "idle and storm rows: Node's ws (default when node is installed) or bench/loadgen.py")
     p.add_argument("--only", default="", help="comma-separated sections to run "
-                   "(echo,handshakes,memory,broadcast,saturation,scale,idle,storm)")
+                   "(echo,handshakes,memory,broadcast,saturation,scale,idle,storm,history)")
     p.add_argument("--profile", metavar="ROW", help="profile one echo/handshake row's server with py-spy "
                    "(e.g. echo-rockstar-daphne) instead of running the benchmark")
     p.add_argument("--no-pin", action="store_true", help="do not pin the server to CPU 0 and clients to CPU 1")
@@ -1416,6 +1492,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     a.idle = a.idle or (500 if q else 20_000)
     a.idle_plain = a.idle_plain or (500 if q else 5000)
     a.storm = a.storm or (300 if q else 5000)
+    a.hist_subscribers = a.hist_subscribers or (10 if q else 50)
+    a.hist_publications = a.hist_publications or (80 if q else 1000)
+    a.hist_rounds = a.hist_rounds or (1 if q else 5)
+    a.rec_runs = a.rec_runs or (1 if q else 3)
     return a
 
 
@@ -1442,7 +1522,8 @@ def main(argv: list[str] | None = None) -> int:
         saved = json.loads(a.from_json.read_text())
         for k in ("reps", "duration", "conns", "size", "hs_concurrency", "hold", "bc_receivers", "bc_messages",
                   "bc_burst", "scale_max", "scale_messages", "scale_rate", "scale_reps", "idle", "idle_plain",
-                  "idle_inflight", "storm"):
+                  "idle_inflight", "storm", "hist_subscribers", "hist_publications", "hist_window", "hist_rounds",
+                  "rec_runs"):
             if k in saved["args"]:
                 setattr(a, k, type(getattr(a, k))(saved["args"][k]))
         report(a, saved["header"], saved["results"])
@@ -1483,6 +1564,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {row.section}: {row.label} ...", end="", flush=True)
                 results[row.key] = m = (measure_idle if row.section == IDLE else measure_storm)(row, ctx)
                 print(" " + json.dumps({k: v for k, v in m.items() if not isinstance(v, dict)}), flush=True)
+        for row in ROWS:
+            if row.section == HISTORY and HISTORY in sections and not row.pending:
+                if not row.key.endswith("-memory") and not redis_up():
+                    results[row.key] = {"skipped": "Redis is not reachable on 127.0.0.1:6379"}
+                    continue
+                print(f"  history: {row.label} ...", end="", flush=True)
+                results[row.key] = m = measure_history(row, ctx)
+                print(" " + json.dumps({k: v for k, v in m.items() if not isinstance(v, list)}), flush=True)
         for row in ROWS:
             if row.section == MEMORY and MEMORY in sections and not row.pending:
                 print(f"  memory: {row.label}, holding {a.hold} ...", end="", flush=True)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..core.outage import outage
@@ -56,6 +57,7 @@ __all__ = [
     "GroupHub",
     "InvalidGroupName",
     "broadcast",
+    "broadcast_many",
     "current_hub",
     "group_size",
     "hub_for",
@@ -122,6 +124,17 @@ async def broadcast(server: WebSocketServer, group: str, message_type: int, data
         if strict:
             raise BroadcastError(f"broadcast to {group!r} not sent: {exc!r}") from exc
     return 0
+
+
+async def broadcast_many(server: WebSocketServer, group: str, message_type: int,
+                         items: Sequence[str | bytes]) -> list[int]:
+    """Broadcast each of ``items`` to ``group`` in order: through the hub without yielding to the
+    loop between messages (see :meth:`GroupHub.broadcast_many`), else one :func:`broadcast` each.
+    Returns the local members written to, per message."""
+    hub = current_hub(server)
+    if hub is not None:
+        return await hub.broadcast_many(group, message_type, items)
+    return [await broadcast(server, group, message_type, data) for data in items]
 
 
 async def group_size(server: WebSocketServer, group: str, *, strict: bool = False) -> int:

@@ -13,10 +13,11 @@ Two stores with one interface:
 
 - :class:`MemoryHistoryStore`: per process, for embedded mode (the in-memory channel layer);
 - :class:`RedisHistoryStore`: a Redis stream per group, capped with ``MAXLEN``, plus a small hash
-  (epoch and top offset). One Lua script appends (one round trip), so every process shares one
-  history and offsets never repeat. The layout follows Centrifugo's Redis broker
-  (``broker_history_add_stream.lua``): the offset counter lives in the metadata hash, which
-  outlives the stream (``meta_ttl``), so offsets keep increasing after an idle stream expired.
+  (epoch and top offset). One Lua script appends a publication or a whole batch of them (one
+  round trip), so every process shares one history and offsets never repeat. The layout follows
+  Centrifugo's Redis broker (``broker_history_add_stream.lua``): the offset counter lives in the
+  metadata hash, which outlives the stream (``meta_ttl``), so offsets keep increasing after an
+  idle stream expired.
 
 Unlike Centrifugo, whose ``history_ttl`` expires a whole stream after T seconds without
 publications, each publication here carries its own deadline: a publication older than T is
@@ -174,8 +175,9 @@ class HistoryStore(ABC):
         """
 
     async def append_many(self, group: str, payloads: Sequence[Payload], *, size: int, ttl: float) -> list[Position]:
-        """:meth:`append` each payload in order; the positions are contiguous when no other
-        process appends meanwhile. Stores may do it in one round trip (Redis: one pipeline)."""
+        """:meth:`append` each payload in order. This default appends one at a time (positions
+        contiguous unless another writer appends meanwhile); both built-in stores override it
+        to append the batch atomically (contiguous offsets; Redis: one script, one round trip)."""
         return [await self.append(group, p, size=size, ttl=ttl) for p in payloads]
 
     async def close(self) -> None:
@@ -247,6 +249,22 @@ class MemoryHistoryStore(HistoryStore):
             self._expire(stream, now)
             return Position(stream.top, stream.epoch)
 
+    async def append_many(self, group: str, payloads: Sequence[Payload], *, size: int, ttl: float) -> list[Position]:
+        """See :meth:`HistoryStore.append_many` (under one lock: contiguous offsets)."""
+        _check_append(size, ttl)
+        with self._lock:
+            now = self._now()
+            stream = self._stream(group, now)
+            items, deadline, out = stream.items, now + ttl, []
+            for payload in payloads:
+                stream.top += 1
+                items.append((stream.top, deadline, payload))
+                out.append(Position(stream.top, stream.epoch))
+            while len(items) > size:
+                items.popleft()
+            self._expire(stream, now)
+            return out
+
     async def since(self, group: str, epoch: str, offset: int, *, limit: int | None = None) -> Recovery:
         """See :meth:`HistoryStore.since`."""
         _check_since(offset, limit)
@@ -286,11 +304,15 @@ local function master_replid()
 end
 """
 
-# KEYS: meta hash, stream. ARGV: payload, binary flag, size, ttl ms, meta ttl ms, epoch if new.
+# KEYS: meta hash, stream. ARGV: size, ttl ms, meta ttl ms, epoch if new, binary flags (one '0'
+# or '1' per payload), then the payloads in order. Appends them all, at offsets top + 1 .. top + n.
 # The epoch comes from the caller: a script's random numbers are not random enough for it.
+# One script for one publication or a batch: one round trip and one metadata update per batch.
 _APPEND = _REPLID + """
 local meta, stream = KEYS[1], KEYS[2]
-local size, ttl, meta_ttl = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local size, ttl, meta_ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local flags = ARGV[5]
+local n = #ARGV - 5
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local replid = master_replid()
@@ -303,13 +325,14 @@ if epoch and m[2] and m[2] ~= replid then
   epoch = nil
 end
 if not epoch then
-  epoch = ARGV[6]
+  epoch = ARGV[4]
   redis.call('HSET', meta, 'e', epoch, 'r', replid)
 elseif not m[2] then
   redis.call('HSET', meta, 'r', replid)
 end
-local top = redis.call('HINCRBY', meta, 's', 1)
-if top == 1 then
+local top = redis.call('HINCRBY', meta, 's', n)
+local first = top - n + 1
+if first == 1 then
   -- A new epoch: entries left from a lost one (metadata evicted) must not be served in it.
   redis.call('DEL', stream)
 else
@@ -325,10 +348,14 @@ else
     redis.call('XTRIM', stream, 'MINID', (tonumber(string.match(expired, '^%d+')) + 1) .. '-0')
   end
 end
-if ARGV[2] == '1' then
-  redis.call('XADD', stream, 'MAXLEN', size, top .. '-0', 'd', ARGV[1], 'x', now + ttl, 'b', '1')
-else
-  redis.call('XADD', stream, 'MAXLEN', size, top .. '-0', 'd', ARGV[1], 'x', now + ttl)
+local deadline = now + ttl
+for i = 1, n do
+  local id = (first + i - 1) .. '-0'
+  if string.sub(flags, i, i) == '1' then
+    redis.call('XADD', stream, 'MAXLEN', size, id, 'd', ARGV[5 + i], 'x', deadline, 'b', '1')
+  else
+    redis.call('XADD', stream, 'MAXLEN', size, id, 'd', ARGV[5 + i], 'x', deadline)
+  end
 end
 if redis.call('PTTL', stream) < ttl then redis.call('PEXPIRE', stream, ttl) end
 if meta_ttl > 0 then redis.call('PEXPIRE', meta, meta_ttl) end
@@ -413,25 +440,22 @@ class RedisHistoryStore(HistoryStore):
 
     async def append(self, group: str, payload: Payload, *, size: int, ttl: float) -> Position:
         """See :meth:`HistoryStore.append` (one round trip: one script)."""
-        _check_append(size, ttl)
-        binary = not isinstance(payload, str)
-        data = payload.encode() if isinstance(payload, str) else bytes(payload)
-        top, epoch = await self._append(
-            keys=self._keys(group),
-            args=[data, "1" if binary else "0", size, max(1, int(ttl * 1000)), self.meta_ttl_ms, new_epoch()])
-        return Position(int(top), _text(epoch))
+        return (await self.append_many(group, [payload], size=size, ttl=ttl))[0]
 
     async def append_many(self, group: str, payloads: Sequence[Payload], *, size: int, ttl: float) -> list[Position]:
-        """See :meth:`HistoryStore.append_many` (one round trip: the scripts in one pipeline, run in order)."""
+        """See :meth:`HistoryStore.append_many`: one script appends them all (one round trip), so
+        their offsets are contiguous even while other processes append to the group."""
         _check_append(size, ttl)
-        keys = self._keys(group)
-        pipe = self.redis.pipeline(transaction=False)
-        for payload in payloads:
-            binary = not isinstance(payload, str)
-            data = payload.encode() if isinstance(payload, str) else bytes(payload)
-            await self._append(keys=keys, client=pipe, args=[
-                data, "1" if binary else "0", size, max(1, int(ttl * 1000)), self.meta_ttl_ms, new_epoch()])
-        return [Position(int(top), _text(epoch)) for top, epoch in await pipe.execute()]
+        if not payloads:
+            return []
+        flags = "".join("0" if isinstance(p, str) else "1" for p in payloads)
+        data = [p.encode() if isinstance(p, str) else bytes(p) for p in payloads]
+        top, epoch = await self._append(
+            keys=self._keys(group),
+            args=[size, max(1, int(ttl * 1000)), self.meta_ttl_ms, new_epoch(), flags, *data])
+        top, current = int(top), _text(epoch)
+        first = top - len(data) + 1
+        return [Position(first + i, current) for i in range(len(data))]
 
     async def since(self, group: str, epoch: str, offset: int, *, limit: int | None = None) -> Recovery:
         """See :meth:`HistoryStore.since` (one round trip)."""

@@ -457,52 +457,115 @@ class PubSub:
 
 
 class _Batch:
-    """The publications of one stream waiting for their append, written by one task."""
+    """The publications of one stream of this process, from their append to their fan-out.
+
+    Publications queued within one loop iteration go to the store as one batch (one
+    ``append_many``: one Redis script, one round trip). Up to ``IN_FLIGHT`` batches are appended
+    at once (sent in order, so Redis runs them in order: offsets rise from one batch to the
+    next); one task fans each batch out when its own append has returned, in the order they were
+    sent (completed ones sorted by offset), so a publication never reaches a subscriber before it
+    is in the history, and this process's publications reach its subscribers in offset order.
+    """
 
     MAX = 256
+    IN_FLIGHT = 4
 
     def __init__(self, service: PubSub, stream: str, group: str, rule: HistoryRule) -> None:
         self.service, self.stream, self.group, self.rule = service, stream, group, rule
         self.queue: deque[tuple[str, asyncio.Future[PublishResult]]] = deque()
+        #: batches sent to the store, oldest first: (their publications, the append under way)
+        self.inflight: deque[tuple[list[tuple[str, asyncio.Future[PublishResult]]],
+                                   asyncio.Future[list[Position]]]] = deque()
         self.task: asyncio.Task[None] | None = None
+        self._flush_soon = False
 
     async def add(self, data_json: str) -> PublishResult:
-        fut: asyncio.Future[PublishResult] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[PublishResult] = loop.create_future()
         self.queue.append((data_json, fut))
-        if self.task is None:
-            self.task = asyncio.get_running_loop().create_task(self._run())
+        if not self._flush_soon:
+            # Once the publications of this loop iteration are queued: they go as one batch.
+            self._flush_soon = True
+            loop.call_soon(self._flush)
         return await fut
+
+    def _flush(self) -> None:
+        """Send what is queued as batches while fewer than ``IN_FLIGHT`` are under way."""
+        self._flush_soon = False
+        loop = asyncio.get_running_loop()
+        while self.queue and len(self.inflight) < self.IN_FLIGHT:
+            items = [self.queue.popleft() for _ in range(min(self.MAX, len(self.queue)))]
+            try:
+                store = self.service.store()
+            except Exception as exc:  # no store (its configuration failed): nothing was appended
+                _fail(items, exc)
+                continue
+            self.inflight.append((items, asyncio.ensure_future(store.append_many(
+                self.stream, [d for d, _ in items], size=self.rule.size, ttl=self.rule.ttl))))
+        if self.inflight and self.task is None:
+            self.task = loop.create_task(self._run())
+        elif not self.inflight and not self.queue and self.task is None:
+            self.service._batches.pop((loop, self.stream), None)
 
     async def _run(self) -> None:
         from rockstar_ws import groups
         from rockstar_ws.core.messages import TextMessage
 
         try:
-            while self.queue:
-                items = [self.queue.popleft() for _ in range(min(self.MAX, len(self.queue)))]
+            while self.inflight:
                 try:
-                    positions = await self.service.store().append_many(
-                        self.stream, [d for d, _ in items], size=self.rule.size, ttl=self.rule.ttl)
+                    await asyncio.wait([self.inflight[0][1]])
+                except asyncio.CancelledError:  # the loop is closing: nobody waits for them any more
+                    for items, append in self.inflight:
+                        append.cancel()
+                        _fail(items, RuntimeError("the server stopped before the publication was appended"))
+                    self.inflight.clear()
+                    raise
+                # The batches whose appends are done, oldest first; the next ones go out before
+                # this fan-out, so their round trip overlaps it.
+                done = []
+                while self.inflight and self.inflight[0][1].done():
+                    done.append(self.inflight.popleft())
+                self._flush()
+                ready: list[tuple[list[tuple[str, asyncio.Future[PublishResult]]], list[Position]]] = []
+                for items, append in done:
+                    exc = append.exception()
+                    if exc is not None:
+                        _fail(items, exc)
+                    else:
+                        ready.append((items, append.result()))
+                # Sent in order, Redis ran them in order; should two connections of the pool have
+                # crossed, the offsets still leave in order (a late one is refilled by the merge).
+                # Across an epoch change (the history was lost) the order sent is kept.
+                if len({positions[0].epoch for _, positions in ready if positions}) == 1:
+                    ready.sort(key=lambda r: r[1][0].offset if r[1] else 0)
+                texts = [push_text(self.group, data_json, position)
+                         for items, positions in ready
+                         for (data_json, _), position in zip(items, positions, strict=True)]
+                try:
+                    # Back to back, in offset order: each subscriber's frames of the batches leave
+                    # in one write instead of one per publication.
+                    counts = iter(await groups.broadcast_many(self.service.server, hub_group(self.stream),
+                                                              TextMessage, texts))
                 except Exception as exc:
-                    for _, fut in items:
-                        if not fut.done():
-                            fut.set_exception(exc)
+                    for items, _ in ready:
+                        _fail(items, exc)
                     continue
-                name = hub_group(self.stream)
-                for (data_json, fut), position in zip(items, positions, strict=True):
-                    try:
-                        delivered = await groups.broadcast(self.service.server, name, TextMessage,
-                                                           push_text(self.group, data_json, position))
-                    except Exception as exc:
+                for items, positions in ready:
+                    for (_, fut), position in zip(items, positions, strict=True):
+                        delivered = next(counts)
                         if not fut.done():
-                            fut.set_exception(exc)
-                        continue
-                    if not fut.done():
-                        fut.set_result(PublishResult(position, delivered))
+                            fut.set_result(PublishResult(position, delivered))
         finally:
             self.task = None
-            if not self.queue:
+            if not self.queue and not self.inflight and not self._flush_soon:
                 self.service._batches.pop((asyncio.get_running_loop(), self.stream), None)
+
+
+def _fail(items: list[tuple[str, asyncio.Future[PublishResult]]], exc: BaseException) -> None:
+    for _, fut in items:
+        if not fut.done():
+            fut.set_exception(exc)
 
 
 _background: set[asyncio.Task[Any]] = set()

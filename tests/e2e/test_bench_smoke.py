@@ -16,7 +16,7 @@ from bench.run import ROWS, TARGETS
 from tests.servers import ROOT
 
 
-@pytest.mark.timeout(300)  # every row of every section, each server started and stopped
+@pytest.mark.timeout(360)  # every row of every section, each server started and stopped
 def test_quick_benchmark_prints_every_row(tmp_path):
     out = tmp_path / "docs"
     cmd = [sys.executable, "bench/run.py", "--quick", "--duration", "0.3", "--warmup", "0.1", "--hold", "20",
@@ -24,7 +24,7 @@ def test_quick_benchmark_prints_every_row(tmp_path):
            "--scale-messages", "3", "--idle", "20", "--idle-plain", "20", "--idle-inflight", "10", "--storm", "10",
            "--out", str(out),
            "--json", str(tmp_path / "last.json")]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=280)
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=340)
     assert done.returncode == 0, done.stderr[-3000:]
     doc = (out / "benchmarks.md").read_text()
     assert (out / "benchmarks.png").stat().st_size > 10_000

@@ -8,6 +8,7 @@ its own redis-server on a free port and flushes only that one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import subprocess
@@ -384,3 +385,79 @@ async def test_subscribe_while_presence_redis_is_down_is_refused_cleanly_then_wo
         await c.wait_for(lambda: c.pubs("room.down"))
         assert [p["data"] for p in c.pubs("room.down")] == ["back"]
     assert "pub/sub command on" not in server.output()  # no unexpected exception was logged
+
+
+# -- concurrent publishers: batches of appends, fanned out back to back ----------------------------
+async def _publish_concurrently(servers, readers, group: str, per_server: int, each: int) -> None:
+    """``per_server`` publisher connections on each server publish ``each`` times at once (replies
+    awaited, so a process's writer appends whatever queued meanwhile as one batch); every reader
+    must get every publication once, in offset order, each at the offset its publisher was told."""
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(open_client(s)) for s in servers for _ in range(per_server)]
+
+        async def publisher(n: int, c) -> dict[int, dict]:
+            told: dict[int, dict] = {}
+            for i in range(each):
+                r = await c.command("publish", group=group, data={"p": n, "i": i})
+                told[r["result"]["offset"]] = {"p": n, "i": i}
+            assert list(told) == sorted(told)  # a publisher's own publications in its order
+            return told
+
+        results = await asyncio.gather(*(publisher(n, c) for n, c in enumerate(clients)))
+    told = {o: d for r in results for o, d in r.items()}
+    total = len(clients) * each
+    first = min(told)
+    assert sorted(told) == list(range(first, first + total))  # no offset repeated or skipped
+    for reader in readers:
+        await reader.wait_for(lambda r=reader: len(r.pubs(group)) >= total)
+        got = reader.pubs(group)
+        assert [p["offset"] for p in got] == list(range(first, first + total))
+        assert [p["data"] for p in got] == [told[o] for o in range(first, first + total)]
+
+
+async def test_concurrent_publishers_of_one_process_reach_subscribers_once_in_offset_order(daphne):
+    group = f"room.c{uuid.uuid4().hex[:8]}"
+    async with open_client(daphne) as r1, open_client(daphne) as r2:
+        for r in (r1, r2):
+            assert "result" in await r.subscribe(group)
+        await _publish_concurrently([daphne], [r1, r2], group, per_server=8, each=10)
+
+
+async def test_concurrent_publishers_of_two_processes_reach_subscribers_once_in_offset_order(cluster):
+    a, b = cluster
+    async with open_client(a) as ra, open_client(b) as rb:
+        for r in (ra, rb):
+            assert "result" in await r.subscribe("news")
+        # Warm both processes' taps and stores, so the first batches are not the subscribe's.
+        async with open_client(a) as p:
+            assert "result" in await p.command("publish", group="news", data="start")
+        for r in (ra, rb):
+            await r.wait_for(lambda r=r: len(r.pubs("news")) >= 1)
+            r.pushes.clear()
+        await _publish_concurrently([a, b], [ra, rb], "news", per_server=6, each=25)
+
+
+async def test_publishes_while_the_history_redis_is_down_fail_and_later_ones_go_through(server_factory,
+                                                                                         private_redis):
+    # Embedded layer, history in a Redis of this test: with it stopped, every publication of the
+    # batches under way answers history_unavailable (none hangs, none is fanned out); once it is
+    # back, the stream's writer goes on.
+    history = {"GROUPS": [{"pattern": "news", "size": 100, "ttl": 600}], "REDIS": private_redis.url}
+    server = server_factory("daphne", env={"ROCKSTAR_TEST_WS_SETTINGS": json.dumps(
+        {"PUBSUB_HISTORY": history, "MESSAGE_RATE": 0})})
+    async with contextlib.AsyncExitStack() as stack:
+        publishers = [await stack.enter_async_context(open_client(server)) for _ in range(6)]
+        assert "result" in await publishers[0].command("publish", group="news", data="before")
+        private_redis.stop()
+        down = await asyncio.gather(*(p.command("publish", group="news", data="lost") for p in publishers))
+        assert all(r.get("error", {}).get("code") == "history_unavailable" for r in down), down
+        private_redis.start()
+        async with open_client(server) as reader:
+            assert "result" in await reader.subscribe("news")
+            after = await asyncio.gather(*(p.command("publish", group="news", data=f"after-{n}")
+                                           for n, p in enumerate(publishers)))
+            assert all("result" in r for r in after), after
+            await reader.wait_for(lambda: len(reader.pubs("news")) >= 6)
+            got = reader.pubs("news")
+            assert sorted(p["data"] for p in got) == [f"after-{n}" for n in range(6)]  # no "lost" one
+            assert [p["offset"] for p in got] == list(range(1, 7))  # Redis came back empty: a new epoch

@@ -138,6 +138,48 @@ async def test_bad_arguments_are_clear_errors(store: HistoryStore) -> None:
 
 
 # -- concurrency --------------------------------------------------------------------------------
+async def test_a_batch_gets_contiguous_offsets_and_keeps_each_payloads_kind(store: HistoryStore) -> None:
+    epoch = (await store.append("g", "single", size=100, ttl=60)).epoch
+    batch = await store.append_many("g", ["a", b"\x00b", "c\u00e9"], size=100, ttl=60)
+    assert batch == [Position(2, epoch), Position(3, epoch), Position(4, epoch)]
+    assert await store.append_many("g", [], size=100, ttl=60) == []
+    assert (await store.append("g", "after", size=100, ttl=60)) == Position(5, epoch)
+    pubs = (await store.since("g", epoch, 0)).publications
+    assert [(p.offset, p.data) for p in pubs] == [(1, "single"), (2, "a"), (3, b"\x00b"), (4, "c\u00e9"), (5, "after")]
+
+
+async def test_a_batch_longer_than_the_size_keeps_its_last_n(store: HistoryStore) -> None:
+    epoch = (await store.position("g")).epoch
+    positions = await store.append_many("g", [f"m{i}" for i in range(1, 8)], size=3, ttl=60)
+    assert [p.offset for p in positions] == list(range(1, 8))
+    kept = await store.since("g", epoch, 4)
+    assert kept.recovered and [p.data for p in kept.publications] == ["m5", "m6", "m7"]
+    assert not (await store.since("g", epoch, 3)).recovered  # offset 4 was trimmed
+
+
+async def test_redis_batches_of_concurrent_clients_never_interleave(redis_url: str, key_prefix: str) -> None:
+    # Four stores (four processes' clients) append batches of 25 at once: each batch is one
+    # script, so its offsets are contiguous and hold its payloads in order.
+    stores = [RedisHistoryStore(redis_url, key_prefix=key_prefix) for _ in range(4)]
+    try:
+        async def publisher(n: int, s: RedisHistoryStore) -> list[list[Position]]:
+            return list(await asyncio.gather(*(
+                s.append_many("g", [f"{n}:{b}:{i}" for i in range(25)], size=10_000, ttl=60) for b in range(10))))
+
+        results = await asyncio.gather(*(publisher(n, s) for n, s in enumerate(stores)))
+        epoch = (await stores[0].position("g")).epoch
+        stored = {p.offset: p.data for p in (await stores[1].since("g", epoch, 0)).publications}
+        assert sorted(stored) == list(range(1, 1001))
+        for n, batches in enumerate(results):
+            for b, batch in enumerate(batches):
+                offsets = [p.offset for p in batch]
+                assert offsets == list(range(offsets[0], offsets[0] + 25))
+                assert [stored[o] for o in offsets] == [f"{n}:{b}:{i}" for i in range(25)]
+    finally:
+        for s in stores:
+            await s.close()
+
+
 async def test_memory_offsets_under_concurrent_appends() -> None:
     store = MemoryHistoryStore()
 
