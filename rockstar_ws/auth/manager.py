@@ -37,7 +37,7 @@ from ..conf import ws_settings
 from ..core.errors import Deny
 from ..core.logsafe import escape
 from ..core.messages import CloseCode, TextMessage
-from .lookup import Coalescer, run_with_connections
+from .lookup import Coalescer, CompiledIn, run_with_connections
 
 if TYPE_CHECKING:
     from rest_framework_simplejwt.tokens import Token
@@ -72,6 +72,30 @@ def _connect_cache_signals() -> None:
 
             signal.connect(clear_user_cache, sender=BlacklistedToken,
                            dispatch_uid=f"rockstar_ws.auth.blacklist.{id(signal)}")
+
+
+#: (user model, id field name) -> the compiled users query; the compiled blacklist query.
+_COMPILED: dict[tuple[Any, str], CompiledIn] = {}
+_BLACKLIST_QUERY: list[CompiledIn] = []
+
+
+def _compiled_queries(user_model: Any, field: Any, blacklist: bool) -> tuple[CompiledIn, CompiledIn | None]:
+    """The lookup's two queries: users by ``USER_ID_FIELD__in``, blacklisted jtis by ``jti__in``."""
+    key = (user_model, field.name)
+    users = _COMPILED.get(key)
+    if users is None:
+        name = f"{field.name}__in"
+        users = _COMPILED[key] = CompiledIn(lambda values: user_model._default_manager.filter(**{name: values}),
+                                            field)
+    if not blacklist:
+        return users, None
+    if not _BLACKLIST_QUERY:
+        from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+
+        _BLACKLIST_QUERY.append(CompiledIn(
+            lambda values: BlacklistedToken.objects.filter(token__jti__in=values).values_list("token__jti", flat=True),
+            OutstandingToken._meta.get_field("jti"), flat=True))
+    return users, _BLACKLIST_QUERY[0]
 
 
 REFRESH_PREFIX = '{"rockstar.refresh"'
@@ -242,15 +266,11 @@ class AuthManager:
 
             aliases.append(router.db_for_read(BlacklistedToken))
 
-        def run() -> tuple[dict[Any, Any], set[str]]:
-            found = {getattr(u, field.attname): u for u in
-                     User._default_manager.filter(**{f"{field.name}__in": ids})} if ids else {}
-            black: set[str] = set()
-            if jtis:
-                from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
+        users_query, black_query = _compiled_queries(User, field, bool(jtis))
 
-                black = set(BlacklistedToken.objects.filter(token__jti__in=jtis)
-                            .values_list("token__jti", flat=True))
+        def run() -> tuple[dict[Any, Any], set[str]]:
+            found = {getattr(u, field.attname): u for u in users_query.run(aliases[0], ids)}
+            black = set(black_query.run(aliases[1], jtis)) if black_query is not None else set()
             return found, black
 
         found, black = run_with_connections(aliases, run)
