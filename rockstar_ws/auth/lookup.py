@@ -188,25 +188,27 @@ class Coalescer(Generic[K, R]):
         queue = self._loops.get(loop)
         if queue is None:
             queue = self._loops[loop] = _LoopQueue(loop, self._batch)
-        return await queue.add(key)
+        return await queue.add(loop, key)
 
 
 class _LoopQueue(Generic[K, R]):
+    """The waiting lookups of one event loop (held weakly: the coalescer's map is keyed by it)."""
+
     __slots__ = ("loop", "batch", "pending", "busy", "scheduled")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, batch: Callable[[Sequence[K]], Sequence[R]]) -> None:
-        self.loop = loop
+        self.loop = weakref.ref(loop)
         self.batch = batch
         self.pending: list[tuple[K, asyncio.Future[R]]] = []
         self.busy = False
         self.scheduled = False
 
-    def add(self, key: K) -> asyncio.Future[R]:
-        future: asyncio.Future[R] = self.loop.create_future()
+    def add(self, loop: asyncio.AbstractEventLoop, key: K) -> asyncio.Future[R]:
+        future: asyncio.Future[R] = loop.create_future()
         self.pending.append((key, future))
         if not self.busy and not self.scheduled:
             self.scheduled = True
-            self.loop.call_soon(self._send)
+            loop.call_soon(self._send)
         return future
 
     def _send(self) -> None:
@@ -230,8 +232,11 @@ class _LoopQueue(Generic[K, R]):
 
     def _from_thread(self, batch: list[tuple[K, asyncio.Future[R]]], done: concurrent.futures.Future[Any]) -> None:
         exc = done.exception()
+        loop = self.loop()
+        if loop is None:  # the loop is gone: nobody waits any more
+            return
         try:
-            self.loop.call_soon_threadsafe(self._finish, batch, None if exc else done.result(), exc)
+            loop.call_soon_threadsafe(self._finish, batch, None if exc else done.result(), exc)
         except RuntimeError:  # the loop is closed: nobody waits any more
             pass
 

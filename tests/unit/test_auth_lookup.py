@@ -249,3 +249,19 @@ def test_compiled_query_rows_equal_the_orms_and_a_shape_with_other_parameters_is
     for _ in range(2):
         assert [u.pk for u in with_email.run("default", [a.pk, b.pk])] == [a.pk]
     assert with_email._local.shapes[("default", 2)] is False
+
+
+def test_a_finished_event_loop_is_not_kept_alive_by_the_coalescer():
+    import gc
+    import weakref
+
+    loader = Coalescer(lambda keys: list(keys))
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(loader.load(3)) == 3
+    finally:
+        loop.close()
+    gone = weakref.ref(loop)
+    del loop
+    gc.collect()
+    assert gone() is None and len(loader._loops) == 0
