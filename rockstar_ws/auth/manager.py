@@ -302,7 +302,11 @@ class AuthManager:
         _USER_CACHE[key] = (copy.copy(user), time.monotonic() + ttl)
 
     async def get_user(self, token: Token) -> Any:
-        """The active Django user the token names (one query, off the event loop), or ``Deny(401)``.
+        """The active Django user the token names, or ``Deny(401)``.
+
+        Read off the event loop on the lookup thread (rockstar_ws/auth/lookup.py): concurrent
+        handshakes share one users query and one blacklist query; the thread's database
+        connection persists (``AUTH_DB_CONN_MAX_AGE``) and never holds a transaction.
 
         Follows SimpleJWT's ``JWTAuthentication.get_user``: ``USER_ID_CLAIM``/``USER_ID_FIELD``,
         ``CHECK_USER_IS_ACTIVE``, ``CHECK_REVOKE_TOKEN``; plus the access token's ``jti`` in the
