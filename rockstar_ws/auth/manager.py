@@ -27,15 +27,17 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from channels.db import database_sync_to_async
 from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.db import router
+from django.db.models import IntegerField
 
 from ..conf import ws_settings
 from ..core.errors import Deny
 from ..core.logsafe import escape
 from ..core.messages import CloseCode, TextMessage
+from .lookup import Coalescer, CompiledIn, run_with_connections
 
 if TYPE_CHECKING:
     from rest_framework_simplejwt.tokens import Token
@@ -70,6 +72,30 @@ def _connect_cache_signals() -> None:
 
             signal.connect(clear_user_cache, sender=BlacklistedToken,
                            dispatch_uid=f"rockstar_ws.auth.blacklist.{id(signal)}")
+
+
+#: (user model, id field name) -> the compiled users query; the compiled blacklist query.
+_COMPILED: dict[tuple[Any, str], CompiledIn] = {}
+_BLACKLIST_QUERY: list[CompiledIn] = []
+
+
+def _compiled_queries(user_model: Any, field: Any, blacklist: bool) -> tuple[CompiledIn, CompiledIn | None]:
+    """The lookup's two queries: users by ``USER_ID_FIELD__in``, blacklisted jtis by ``jti__in``."""
+    key = (user_model, field.name)
+    users = _COMPILED.get(key)
+    if users is None:
+        name = f"{field.name}__in"
+        users = _COMPILED[key] = CompiledIn(lambda values: user_model._default_manager.filter(**{name: values}),
+                                            field)
+    if not blacklist:
+        return users, None
+    if not _BLACKLIST_QUERY:
+        from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+
+        _BLACKLIST_QUERY.append(CompiledIn(
+            lambda values: BlacklistedToken.objects.filter(token__jti__in=values).values_list("token__jti", flat=True),
+            OutstandingToken._meta.get_field("jti"), flat=True))
+    return users, _BLACKLIST_QUERY[0]
 
 
 REFRESH_PREFIX = '{"rockstar.refresh"'
@@ -169,6 +195,8 @@ class AuthManager:
 
             self.token_class = AccessToken
         self._token_class: type[Token] = self.token_class
+        self._loader: Coalescer[tuple[Any, Any], tuple[Any, bool]] = Coalescer(
+            lambda keys: self._lookup_sync(keys))
 
     # -- where the token is ---------------------------------------------------------------
     def find_token(self, ctx: Context) -> tuple[str | None, str | None]:
@@ -210,22 +238,52 @@ class AuthManager:
             raise Deny(401, "invalid token", log_detail=f"unreadable token ({type(exc).__name__})") from None
         return token
 
-    def _user_query(self, user_id: Any, jti: Any) -> Any:
+    def _lookup_sync(self, keys: Sequence[tuple[Any, Any]]) -> list[tuple[Any, bool]]:
+        """On the lookup thread: ``(user or None, blacklisted)`` for each ``(user id, jti)``.
+
+        One query for the users of the whole batch (``USER_ID_FIELD__in``) and, with the blacklist
+        check on, one for the blacklisted ones among the batch's ``jti``s. An id the field cannot
+        hold (``"abc"`` for an integer key) finds no user instead of failing the batch.
+        """
         User = get_user_model()
-        qs = User._default_manager.filter(**{self._jwt.USER_ID_FIELD: user_id})
-        if self.check_blacklist and jti is not None:
-            from django.db.models import Exists
+        field: Any = User._meta.get_field(self._jwt.USER_ID_FIELD)
+        ranged = isinstance(field, IntegerField)  # AutoField too: an id past the column's range
+        wanted: list[Any] = []                    # fails an IN (...) list on SQLite, not "= id"
+        for user_id, _jti in keys:
+            try:
+                value = field.to_python(user_id)
+                field.get_prep_value(value)
+                if ranged:
+                    field.run_validators(value)
+            except (ValueError, TypeError, ValidationError):
+                value = None
+            wanted.append(value)
+        ids = list(dict.fromkeys(v for v in wanted if v is not None))
+        jtis = list(dict.fromkeys(str(jti) for _u, jti in keys if jti is not None)) if self.check_blacklist else []
+        aliases = [router.db_for_read(User)]
+        if jtis:
             from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 
-            qs = qs.annotate(_rockstar_blacklisted=Exists(BlacklistedToken.objects.filter(token__jti=str(jti))))
-        return qs
+            aliases.append(router.db_for_read(BlacklistedToken))
 
-    def _get_user_sync(self, user_id: Any, jti: Any) -> Any:
-        try:
-            users = list(self._user_query(user_id, jti)[:1])  # one query, user and blacklist together
-        except (ValueError, TypeError, ValidationError):
-            return None
-        return users[0] if users else None
+        users_query, black_query = _compiled_queries(User, field, bool(jtis))
+
+        def run() -> tuple[dict[Any, Any], set[str]]:
+            found = {getattr(u, field.attname): u for u in users_query.run(aliases[0], ids)}
+            black = set(black_query.run(aliases[1], jtis)) if black_query is not None else set()
+            return found, black
+
+        found, black = run_with_connections(aliases, run)
+        out: list[tuple[Any, bool]] = []
+        given: set[Any] = set()
+        for (_user_id, jti), value in zip(keys, wanted, strict=True):
+            user = found.get(value) if value is not None else None
+            if user is not None:
+                if value in given:
+                    user = copy.copy(user)  # each handshake its own object, as from its own query
+                given.add(value)
+            out.append((user, jti is not None and str(jti) in black))
+        return out
 
     def _user_cache_get(self, key: tuple[str, str]) -> Any:
         hit = _USER_CACHE.get(key)
@@ -244,7 +302,11 @@ class AuthManager:
         _USER_CACHE[key] = (copy.copy(user), time.monotonic() + ttl)
 
     async def get_user(self, token: Token) -> Any:
-        """The active Django user the token names (one query, off the event loop), or ``Deny(401)``.
+        """The active Django user the token names, or ``Deny(401)``.
+
+        Read off the event loop on the lookup thread (rockstar_ws/auth/lookup.py): concurrent
+        handshakes share one users query and one blacklist query; the thread's database
+        connection persists (``AUTH_DB_CONN_MAX_AGE``) and never holds a transaction.
 
         Follows SimpleJWT's ``JWTAuthentication.get_user``: ``USER_ID_CLAIM``/``USER_ID_FIELD``,
         ``CHECK_USER_IS_ACTIVE``, ``CHECK_REVOKE_TOKEN``; plus the access token's ``jti`` in the
@@ -260,11 +322,11 @@ class AuthManager:
         user = self._user_cache_get(key) if ttl > 0 else None
         cached = user is not None
         if user is None:
-            user = await database_sync_to_async(self._get_user_sync)(user_id, jti)
-        if user is None:
-            raise Deny(401, "invalid token", log_detail=f"unknown user {str(user_id)[:64]!r}")
-        if getattr(user, "_rockstar_blacklisted", False):
-            raise Deny(401, "invalid token", log_detail=f"token blacklisted (user {user.pk})")
+            user, blacklisted = await self._loader.load((user_id, jti))
+            if user is None:
+                raise Deny(401, "invalid token", log_detail=f"unknown user {str(user_id)[:64]!r}")
+            if blacklisted:
+                raise Deny(401, "invalid token", log_detail=f"token blacklisted (user {user.pk})")
         if s.CHECK_USER_IS_ACTIVE and not getattr(user, "is_active", True):
             raise Deny(401, "invalid token", log_detail=f"inactive user {user.pk}")
         if s.CHECK_REVOKE_TOKEN:

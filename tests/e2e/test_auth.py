@@ -145,6 +145,77 @@ async def test_blacklisted_access_token_is_refused_at_once_with_the_user_cache_o
     await wait_until_async(lambda: "token blacklisted" in server.output(), message=server.output)
 
 
+def _holds_open(pid: int, path) -> bool:
+    """True when process ``pid`` has the file ``path`` open (Linux /proc)."""
+    import os
+
+    target = os.path.realpath(path)
+    fd_dir = f"/proc/{pid}/fd"
+    for fd in os.listdir(fd_dir):
+        try:
+            if os.readlink(f"{fd_dir}/{fd}") == target:
+                return True
+        except OSError:  # closed meanwhile
+            continue
+    return False
+
+
+async def test_user_deactivated_in_another_process_is_refused_at_the_next_handshake(server_env, server_factory):
+    """The user cache off and the lookup's persistent connection on (AUTH_DB_CONN_MAX_AGE): the
+    server keeps its database connection open between handshakes, and still reads each change
+    another process commits at the next handshake, both ways (no transaction is held open)."""
+    import sqlite3
+
+    from tests.auth_helpers import server_db, server_shell
+
+    name = f"lookup-{probe_id()}"
+    out = server_shell(server_env, (
+        "from django.contrib.auth import get_user_model\n"
+        f"print(get_user_model().objects.create_user({name!r}, password='x').pk)\n"))
+    user_id = int(out.strip().splitlines()[-1])
+    server = server_factory("daphne", env={"ROCKSTAR_TEST_WS_SETTINGS": json.dumps(
+        {"AUTH_USER_CACHE_TTL": 0, "AUTH_DB_CONN_MAX_AGE": 600})})
+    token = str(access_token_for(user_id, scopes=["chat:read"]))
+    db = server_db(server_env)
+
+    async with connect(server, with_token(ANY, token, probe_id())) as ws:
+        assert (await recv_json(ws))["user_id"] == str(user_id)
+    assert server.proc is not None
+    # The lookup's connection outlives the handshake (Django's CONN_MAX_AGE = 0 would close it).
+    await wait_until_async(lambda: _holds_open(server.proc.pid, db), 10.0,
+                           message="the server does not keep its database connection open")
+
+    def set_active(active: bool) -> None:  # a direct write of another process, committed at once
+        with sqlite3.connect(db, timeout=20) as conn:
+            conn.execute("UPDATE auth_user SET is_active = ? WHERE id = ?", (int(active), user_id))
+
+    set_active(False)
+    p = probe_id()
+    got, phrase, _ = await refused(server, with_token(ANY, token, p))
+    assert (got, phrase) == (401, "invalid token")
+    assert await user_code_ran(server, p) == []
+    await wait_until_async(lambda: f"inactive user {user_id}" in server.output(), message=server.output)
+    assert _holds_open(server.proc.pid, db)  # refused through the same, still open connection
+
+    set_active(True)  # and back: the next handshake reads the new row again
+    async with connect(server, with_token(ANY, token, probe_id())) as ws:
+        assert (await recv_json(ws))["user_id"] == str(user_id)
+
+
+async def test_with_the_lookup_connection_age_zero_the_server_closes_it_after_each_lookup(server_env, ids,
+                                                                                          server_factory):
+    from tests.auth_helpers import server_db
+
+    server = server_factory("daphne", env={"ROCKSTAR_TEST_WS_SETTINGS": json.dumps(
+        {"AUTH_USER_CACHE_TTL": 0, "AUTH_DB_CONN_MAX_AGE": 0})})
+    assert server.proc is not None
+    for _ in range(2):
+        async with connect(server, with_token(ANY, alice(ids), probe_id())) as ws:
+            assert (await recv_json(ws))["user_id"] == str(ids["alice"])
+        await wait_until_async(lambda: not _holds_open(server.proc.pid, server_db(server_env)), 10.0,
+                               message="the database connection stayed open with AUTH_DB_CONN_MAX_AGE = 0")
+
+
 async def test_blacklisted_access_token_is_refused_within_the_default_cache_ttl(daphne, server_env, ids):
     """The default AUTH_USER_CACHE_TTL (5 s): a blacklist written by another process reaches new
     handshakes of a server process that cached the token's lookup after at most the TTL."""

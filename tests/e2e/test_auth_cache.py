@@ -25,13 +25,13 @@ def counted(monkeypatch):
     clear_user_cache()
     manager = AuthManager()
     calls: list[tuple] = []
-    real = manager._get_user_sync
+    real = manager._lookup_sync
 
-    def counting(user_id, jti):
-        calls.append((user_id, jti))
-        return real(user_id, jti)
+    def counting(keys):
+        calls.extend(keys)  # one entry per lookup (the batch's keys)
+        return real(keys)
 
-    monkeypatch.setattr(manager, "_get_user_sync", counting)
+    monkeypatch.setattr(manager, "_lookup_sync", counting)
     yield manager, calls
     clear_user_cache()
 
