@@ -443,14 +443,23 @@ class ServerProc:
         self.log.close()
 
 
+#: daphne's listen backlog in the idle and storm rows unless --daphne-backlog names one: a burst
+#: of 200 handshakes in flight overflows daphne's own 50 (docs/deployment.md, "Limits to raise").
+BURST_BACKLOG = 4096
+
+
 @contextlib.contextmanager
-def servers(names: list[str], ctx: Ctx) -> Iterator[dict[str, ServerProc]]:
-    """Start the named servers (all at once); a spec with ``procs`` > 1 adds ``name#2``, ... too."""
+def servers(names: list[str], ctx: Ctx, burst: bool = False) -> Iterator[dict[str, ServerProc]]:
+    """Start the named servers (all at once); a spec with ``procs`` > 1 adds ``name#2``, ... too.
+    ``burst``: daphne listens with :data:`BURST_BACKLOG` unless ``--daphne-backlog`` was given."""
     started: dict[str, ServerProc] = {}
+    env = ctx.env
+    if burst and not env.get("BENCH_DAPHNE_BACKLOG"):
+        env = {**env, "BENCH_DAPHNE_BACKLOG": str(BURST_BACKLOG)}
     try:
         for name in names:
             for i in range(SERVERS[name].procs):
-                started[name if i == 0 else f"{name}#{i + 1}"] = ServerProc(SERVERS[name], ctx.env, ctx.server_cpus,
+                started[name if i == 0 else f"{name}#{i + 1}"] = ServerProc(SERVERS[name], env, ctx.server_cpus,
                                                                             ctx.log_dir)
         for proc in started.values():
             proc.wait_ready()
@@ -796,7 +805,7 @@ def measure_idle(row: Row, ctx: Ctx) -> dict[str, Any]:
     how many are held, dropped, counted by the server, log lines of a dry pool, RSS per connection."""
     a = ctx.args
     n = row.conns or (a.idle_plain if row.server.startswith("plain") else a.idle)
-    with servers([row.server], ctx) as procs:
+    with servers([row.server], ctx, burst=True) as procs:
         srv = procs[row.server]
         _warm(srv, row)
         before = srv.rss()
@@ -846,7 +855,7 @@ def measure_storm(row: Row, ctx: Ctx) -> dict[str, Any]:
     report their refusals by kind (an HTTP 500 among them would be a defect)."""
     a = ctx.args
     n = row.conns or a.storm
-    with servers([row.server], ctx) as procs:
+    with servers([row.server], ctx, burst=True) as procs:
         srv = procs[row.server]
         _warm(srv, row)
         holder = _holder({"mode": "storm", "url": srv.url(row.path), "conns": n, "concurrency": a.idle_inflight,
@@ -1378,8 +1387,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--idle-inflight", type=int, default=200, help="handshakes in flight in the idle and storm "
                    "bursts (default 200)")
     p.add_argument("--storm", type=int, help="connections of the reconnect storm; default 5000, quick 300")
-    p.add_argument("--daphne-backlog", type=int, default=0, help="daphne's listen backlog (default: daphne's own, "
-                   "Twisted's 50; docs/deployment.md recommends 4096)")
+    p.add_argument("--daphne-backlog", type=int, default=0, help="daphne's listen backlog of every row (default: "
+                   "daphne's own, Twisted's 50, except the idle and storm rows: 4096, as docs/deployment.md "
+                   "recommends)")
     p.add_argument("--client", choices=("node", "python"), help="load generator of the echo, handshake, scale, "
                    "idle and storm rows: Node's ws (default when node is installed) or bench/loadgen.py")
     p.add_argument("--only", default="", help="comma-separated sections to run "
