@@ -232,6 +232,8 @@ def _idle_extra(r: dict[str, Any]) -> str | None:
     why = []
     if r.get("held") != r.get("conns"):
         why.append(f"{r.get('held', 0):,} of {r.get('conns', 0):,} held ({r.get('failed', 0):,} handshakes dropped)")
+        if set(r.get("failed_kinds") or {}) == {"EMFILE"} and r.get("nofile"):
+            why.append(f"all EMFILE: a process may hold {r['nofile']:,} descriptors here (RLIMIT_NOFILE)")
     if r.get("counted") != r.get("held"):
         why.append(f"counted {r.get('counted')} for {r.get('held')} held")
     if r.get("pool_lines"):
@@ -830,7 +832,14 @@ def measure_idle(row: Row, ctx: Ctx) -> dict[str, Any]:
             "counted_local": int(counted_local) if counted_local is not None else None, "count_secs": count_secs,
             "pool_lines": pool, "rss_before": before, "rss_after": after,
             "per_conn": (after - before) / held if held else None, "open_secs": open_secs,
-            "alive_at_end": res.get("alive_at_end"), "rate": held / open_secs if open_secs else 0}
+            "alive_at_end": res.get("alive_at_end"), "rate": held / open_secs if open_secs else 0,
+            "nofile": _nofile()}
+
+
+def _nofile() -> int:
+    """The file limit the benchmark's processes get (_raise_nofile: the hard limit, or more as root)."""
+    _raise_nofile()
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def _warm(srv: ServerProc, row: Row) -> None:
