@@ -185,6 +185,12 @@ class RockstarConsumer(AsyncConsumer):
         if ctx.subprotocol:
             accept["subprotocol"] = ctx.subprotocol
         await self.base_send(accept)
+        if not self.bridge.accepted():
+            # The server ended the handshake itself (daphne's connect timeout): the client has its
+            # refusal, so no handler runs and nothing is counted as opened.
+            logger.info("handshake of %s ended by the server before the accept (its handshake timeout)",
+                        route.label)
+            raise ConnectionClosed(CloseCode.ABNORMAL, "handshake ended by the server")
         self.accepted = True
         conn.opened(ctx.subprotocol)
         server._opened(conn)

@@ -7,9 +7,13 @@ from __future__ import annotations
 import contextlib
 import json
 
+import pytest
 from websockets.exceptions import ConnectionClosed as ClientClosed
+from websockets.exceptions import InvalidHandshake
 
 from tests.client import connect
+from tests.conftest import probe
+from tests.waiting import poll
 
 
 async def _tasks(ws) -> dict:
@@ -47,3 +51,20 @@ async def test_an_idle_connection_holds_the_pump_and_the_handler_only(server_fac
         after = (await _tasks(warm[0]))["tasks"]
     # channels' own in-memory layer would add a listener task per connection: 3 each.
     assert after - before == 2 * n, (before, after)
+
+
+async def test_a_handshake_daphne_timed_out_is_neither_served_nor_counted(server_factory):
+    """daphne answers 403 itself to a handshake the application has not accepted within
+    --websocket_connect_timeout, and drops the accept that comes later: the connection must not
+    stay counted (it would forever: the client is gone and nothing reads it) nor run its handler."""
+    server = server_factory("daphne", args=["--websocket_connect_timeout", "1"])
+    assert await probe(server, "connections") == 1  # the probe's own
+    # daphne answers 403 or just drops the TCP connection, depending on where its timer fires.
+    with pytest.raises((InvalidHandshake, OSError)):
+        async with connect(server, "/ws/test/slow-handshake?delay=2.5"):
+            pass
+    # The middleware's sleep ends 1.5 s after the refusal; the connection must then end at once.
+    events = await poll(lambda: probe(server, "events"), lambda e: "slow-handshake ended" in e, timeout=20)
+    assert "slow-handshake ended" in events
+    assert "slow-handshake handler ran" not in events
+    assert await probe(server, "connections") == 1

@@ -237,3 +237,22 @@ async def relay(ctx: Context, conn: WebSocketConnection) -> None:
 
 
 ws.register_route("/ws/test/relay", relay)
+
+
+# -- a handshake slower than the server's own handshake timeout (daphne --websocket_connect_timeout)
+async def slow_handshake(ctx: Context, next: Any) -> Any:
+    """Wait ``?delay=`` seconds before the accept; record when the connection has ended."""
+    await asyncio.sleep(float(ctx.request.query_param("delay") or 0))
+    try:
+        return await next(ctx)
+    finally:
+        record("slow-handshake ended")
+
+
+async def slow_handler(ctx: Context, conn: WebSocketConnection) -> None:
+    record("slow-handshake handler ran")
+    async for _message in conn:
+        pass
+
+
+ws.register_route("/ws/test/slow-handshake", slow_handler, [slow_handshake])
