@@ -249,6 +249,8 @@ def _idle_extra(r: dict[str, Any]) -> str | None:
     why = []
     if r.get("held") != r.get("conns"):
         why.append(f"{r.get('held', 0):,} of {r.get('conns', 0):,} held ({r.get('failed', 0):,} handshakes dropped)")
+        if set(r.get("failed_kinds") or {}) == {"EMFILE"} and r.get("nofile"):
+            why.append(f"all EMFILE: a process may hold {r['nofile']:,} descriptors here (RLIMIT_NOFILE)")
     if r.get("counted") != r.get("held"):
         why.append(f"counted {r.get('counted')} for {r.get('held')} held")
     if r.get("pool_lines"):
@@ -464,14 +466,23 @@ class ServerProc:
         self.log.close()
 
 
+#: daphne's listen backlog in the idle and storm rows unless --daphne-backlog names one: a burst
+#: of 200 handshakes in flight overflows daphne's own 50 (docs/deployment.md, "Limits to raise").
+BURST_BACKLOG = 4096
+
+
 @contextlib.contextmanager
-def servers(names: list[str], ctx: Ctx) -> Iterator[dict[str, ServerProc]]:
-    """Start the named servers (all at once); a spec with ``procs`` > 1 adds ``name#2``, ... too."""
+def servers(names: list[str], ctx: Ctx, burst: bool = False) -> Iterator[dict[str, ServerProc]]:
+    """Start the named servers (all at once); a spec with ``procs`` > 1 adds ``name#2``, ... too.
+    ``burst``: daphne listens with :data:`BURST_BACKLOG` unless ``--daphne-backlog`` was given."""
     started: dict[str, ServerProc] = {}
+    env = ctx.env
+    if burst and not env.get("BENCH_DAPHNE_BACKLOG"):
+        env = {**env, "BENCH_DAPHNE_BACKLOG": str(BURST_BACKLOG)}
     try:
         for name in names:
             for i in range(SERVERS[name].procs):
-                started[name if i == 0 else f"{name}#{i + 1}"] = ServerProc(SERVERS[name], ctx.env, ctx.server_cpus,
+                started[name if i == 0 else f"{name}#{i + 1}"] = ServerProc(SERVERS[name], env, ctx.server_cpus,
                                                                             ctx.log_dir)
         for proc in started.values():
             proc.wait_ready()
@@ -817,7 +828,7 @@ def measure_idle(row: Row, ctx: Ctx) -> dict[str, Any]:
     how many are held, dropped, counted by the server, log lines of a dry pool, RSS per connection."""
     a = ctx.args
     n = row.conns or (a.idle_plain if row.server.startswith("plain") else a.idle)
-    with servers([row.server], ctx) as procs:
+    with servers([row.server], ctx, burst=True) as procs:
         srv = procs[row.server]
         _warm(srv, row)
         before = srv.rss()
@@ -842,7 +853,14 @@ def measure_idle(row: Row, ctx: Ctx) -> dict[str, Any]:
             "counted_local": int(counted_local) if counted_local is not None else None, "count_secs": count_secs,
             "pool_lines": pool, "rss_before": before, "rss_after": after,
             "per_conn": (after - before) / held if held else None, "open_secs": open_secs,
-            "alive_at_end": res.get("alive_at_end"), "rate": held / open_secs if open_secs else 0}
+            "alive_at_end": res.get("alive_at_end"), "rate": held / open_secs if open_secs else 0,
+            "nofile": _nofile()}
+
+
+def _nofile() -> int:
+    """The file limit the benchmark's processes get (_raise_nofile: the hard limit, or more as root)."""
+    _raise_nofile()
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def _warm(srv: ServerProc, row: Row) -> None:
@@ -867,7 +885,7 @@ def measure_storm(row: Row, ctx: Ctx) -> dict[str, Any]:
     report their refusals by kind (an HTTP 500 among them would be a defect)."""
     a = ctx.args
     n = row.conns or a.storm
-    with servers([row.server], ctx) as procs:
+    with servers([row.server], ctx, burst=True) as procs:
         srv = procs[row.server]
         _warm(srv, row)
         holder = _holder({"mode": "storm", "url": srv.url(row.path), "conns": n, "concurrency": a.idle_inflight,
@@ -1456,8 +1474,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--hist-window", type=int, default=8, help="history rows: publisher connections (default 8)")
     p.add_argument("--hist-rounds", type=int, help="history rows: rounds of off then on; default 5, quick 1")
     p.add_argument("--rec-runs", type=int, help="recovery row: runs; default 3, quick 1")
-    p.add_argument("--daphne-backlog", type=int, default=0, help="daphne's listen backlog (default: daphne's own, "
-                   "Twisted's 50; docs/deployment.md recommends 4096)")
+    p.add_argument("--daphne-backlog", type=int, default=0, help="daphne's listen backlog of every row (default: "
+                   "daphne's own, Twisted's 50, except the idle and storm rows: 4096, as docs/deployment.md "
+                   "recommends)")
     p.add_argument("--client", choices=("node", "python"), help="load generator of the echo, handshake, scale, "
                    "idle and storm rows: Node's ws (default when node is installed) or bench/loadgen.py")
     p.add_argument("--only", default="", help="comma-separated sections to run "

@@ -44,7 +44,10 @@ elif _redis:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # One layer for both apps: rockstar_ws's in-memory layer (channels' own, without the sweep over
+    # every channel on each receive, which makes a burst of N connections cost O(N^2); plain
+    # Channels' consumers receive from it as from channels' layer, rockstar_ws attaches instead).
+    CHANNEL_LAYERS = {"default": {"BACKEND": "rockstar_ws.layers.InMemoryChannelLayer"}}
 
 LOGGING = {**LOGGING, "loggers": {**LOGGING["loggers"],
                                   "rockstar_ws": {"handlers": ["console"], "level": "WARNING", "propagate": False}}}

@@ -81,7 +81,9 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # channels' in-memory layer, without its O(channels) sweep per receive and with each
+    # connection's channel attached instead of a listener task (rockstar_ws/layers.py).
+    CHANNEL_LAYERS = {"default": {"BACKEND": "rockstar_ws.layers.InMemoryChannelLayer"}}
 
 ROCKSTAR_WS: dict[str, Any] = {
     # Demo routes live in demo_project/demo/ws_routes.py (autodiscovered).

@@ -67,5 +67,10 @@ class ServerBridge:
         """Refuse the handshake with a real HTTP status if the server allows it; False if not."""
         return False
 
+    def accepted(self) -> bool:
+        """After the ``websocket.accept`` was sent: False when the server dropped it because it
+        had ended the handshake itself meanwhile (True when the server does not tell)."""
+        return True
+
     def denial_sent(self) -> None:
         """Called once a ``websocket.http.response`` denial is fully sent."""

@@ -26,10 +26,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from channels.consumer import AsyncConsumer
+from channels.exceptions import ChannelFull
 
 from ..auth.manager import REFRESH_PREFIX
 from ..conf import ws_settings
@@ -240,6 +242,12 @@ class RockstarConsumer(AsyncConsumer):
         if ctx.subprotocol:
             accept["subprotocol"] = ctx.subprotocol
         await self.base_send(accept)
+        if not self.bridge.accepted():
+            # The server ended the handshake itself (daphne's connect timeout): the client has its
+            # refusal, so no handler runs and nothing is counted as opened.
+            logger.info("handshake of %s ended by the server before the accept (its handshake timeout)",
+                        ctx.route.label)
+            raise ConnectionClosed(CloseCode.ABNORMAL, "handshake ended by the server")
         self._accepted(conn, guard, ctx.subprotocol)
         await self._run(ctx, conn, None)
 
@@ -290,11 +298,17 @@ class RockstarConsumer(AsyncConsumer):
         server = self.server
         route = ctx.route
         listener = None
+        attached: _Attached | None = None
         layer = server.channel_layer
         if layer is not None and server.per_connection_channel:
             self.channel_layer = layer
             self.channel_name = conn.channel_name = await layer.new_channel()
-            listener = asyncio.ensure_future(self._listen(layer, self.channel_name, conn))
+            attach = getattr(layer, "attach", None)
+            if attach is not None:  # rockstar_ws.layers.InMemoryChannelLayer: no task while idle
+                attached = _Attached(self, conn, layer.get_capacity(self.channel_name))
+                attached.detach = attach(self.channel_name, attached)
+            else:
+                listener = asyncio.ensure_future(self._listen(layer, self.channel_name, conn))
         if app is not None:
             handler = app
         elif route.is_async:
@@ -361,6 +375,8 @@ class RockstarConsumer(AsyncConsumer):
             for task in (handler, listener, conn.closing):
                 if task is not None and not task.done():
                     task.cancel()
+            if attached is not None:
+                attached.stop()
             conn.mark_closed(CloseCode.ABNORMAL)
             ctx.done.set()
             server._closed(conn)
@@ -547,15 +563,67 @@ class RockstarConsumer(AsyncConsumer):
                               log=logger)
                 await backoff.sleep()
                 continue
-            try:
-                kind = message.get("type")
-                if kind == "rockstar.send":
-                    await conn.write_message(message["message_type"], message["data"])
-                elif kind == "rockstar.close":
-                    await conn.close(message.get("code", CloseCode.NORMAL), message.get("reason", ""))
-                else:
-                    await self.server.on_channel_message(conn, message)
-            except ConnectionClosed:
+            if not await self._channel_message(conn, message):
                 return
-            except Exception:
-                logger.exception("channel-layer message for %s failed", conn.ctx.route.label)
+
+    async def _channel_message(self, conn: WebSocketConnection, message: dict[str, Any]) -> bool:
+        """One message from the connection's channel; False once the connection has closed."""
+        try:
+            kind = message.get("type")
+            if kind == "rockstar.send":
+                await conn.write_message(message["message_type"], message["data"])
+            elif kind == "rockstar.close":
+                await conn.close(message.get("code", CloseCode.NORMAL), message.get("reason", ""))
+            else:
+                await self.server.on_channel_message(conn, message)
+        except ConnectionClosed:
+            return False
+        except Exception:
+            logger.exception("channel-layer message for %s failed", conn.ctx.route.label)
+        return True
+
+
+class _Attached:
+    """A connection's channel on a layer that calls back (``layer.attach``, as
+    rockstar_ws.layers.InMemoryChannelLayer has): messages wait in a deque made by the first one,
+    and a task delivers them, in order, only while some wait. An idle connection holds neither."""
+
+    __slots__ = ("consumer", "conn", "capacity", "pending", "worker", "detach")
+
+    def __init__(self, consumer: RockstarConsumer, conn: WebSocketConnection, capacity: int) -> None:
+        self.consumer = consumer
+        self.conn = conn
+        self.capacity = capacity
+        self.pending: deque[dict[str, Any]] | None = None
+        self.worker: asyncio.Future[None] | None = None
+        self.detach: Callable[[], None] = _nothing
+
+    def __call__(self, message: dict[str, Any]) -> None:
+        if self.conn.closed:
+            return  # as a queue nobody reads any more: the message is dropped
+        pending = self.pending
+        if pending is None:
+            pending = self.pending = deque()
+        elif len(pending) >= self.capacity:
+            raise ChannelFull(self.conn.channel_name)
+        pending.append(message)
+        if self.worker is None:
+            self.worker = asyncio.ensure_future(self._drain(pending))
+
+    async def _drain(self, pending: deque[dict[str, Any]]) -> None:
+        try:
+            while pending:
+                if not await self.consumer._channel_message(self.conn, pending.popleft()):
+                    pending.clear()
+        finally:
+            self.worker = None
+
+    def stop(self) -> None:
+        """The connection ended: no more deliveries."""
+        self.detach()
+        if self.worker is not None and not self.worker.done():
+            self.worker.cancel()
+
+
+def _nothing() -> None:
+    pass

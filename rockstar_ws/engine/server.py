@@ -69,7 +69,8 @@ class WebSocketServer(UserDelivery):
         self._executor: ThreadPoolExecutor | None = None
         self._layer: Any = None
         self._layer_loaded = False
-        #: Create a Channels channel per connection (``conn.channel_name``); off saves a task each.
+        #: Create a Channels channel per connection (``conn.channel_name``); off saves a listener task
+        #: each on a layer that cannot attach channels (rockstar_ws.layers.InMemoryChannelLayer can).
         self.per_connection_channel = True
         #: Resolves a request's host to a tenant (set up by rockstar_ws.tenants when configured).
         self.tenant_resolver: Callable[[Request], Awaitable[Any]] | None = None

@@ -8,7 +8,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..conf import ws_settings
@@ -55,7 +55,9 @@ class ConnectionRecord:
 
     def as_dict(self) -> dict[str, Any]:
         """The record as plain JSON-ready data (the admin JSON and ws_connections print it)."""
-        return asdict(self)
+        return {"id": self.id, "route": self.route, "host": self.host, "tenant_id": self.tenant_id,
+                "user_id": self.user_id, "remote_addr": self.remote_addr, "connected_at": self.connected_at,
+                "process": self.process}
 
 
 def user_id_of(ctx: Context) -> str | None:

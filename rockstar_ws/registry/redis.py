@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -35,10 +36,13 @@ def lua_script(name: str) -> str:
     return (resources.files(__package__) / "lua" / f"{name}.lua").read_text(encoding="utf-8")
 
 
+#: Operations of one batch script at most (a longer queue goes in several, one after the other).
+BATCH_MAX = 500
 
 
-
-
+def pool_timeout(exc: BaseException) -> bool:
+    """True for redis-py's "no free connection in the pool in time" (Redis itself may be fine)."""
+    return type(exc).__name__ == "ConnectionError" and "No connection available" in str(exc)
 
 
 class RedisRegistry(LocalRegistry):
@@ -73,6 +77,13 @@ class RedisRegistry(LocalRegistry):
         self._admitting = 0
         #: The replication id of the Redis master the last heartbeat reached (a new one: resync).
         self._replid: str | None = None
+        #: Admissions and releases waiting for the next batch script: (operation, its result).
+        self._queue: list[tuple[list[str], asyncio.Future[int]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        #: Batch scripts sent and operations they carried (docs/connections.md, "Bursts").
+        self.batches = 0
+        self.batched = 0
+        self._pool_dry_since: float | None = None
         #: False while Redis is unreachable (connections are then counted in this process only).
         self.redis_ok = True
         self.last_error = ""
@@ -84,9 +95,11 @@ class RedisRegistry(LocalRegistry):
             # A burst of handshakes waits for a pooled connection instead of failing.
             self._client = client_for(self.url, self.timeout, self.client_factory)
             self._scripts = {name: self._client.register_script(lua_script(name))
-                             for name in ("admit", "release", "heartbeat", "resync", "snapshot")}
+                             for name in ("batch", "heartbeat", "resync", "snapshot")}
             self._loop = loop
             self._beat = None
+            self._queue = []  # futures of an ended loop: nobody waits for them any more
+            self._flusher = None
         return self._client
 
     async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
@@ -96,16 +109,73 @@ class RedisRegistry(LocalRegistry):
     def _failed(self, what: str, exc: BaseException) -> None:
         self._dirty = True
         self.last_error = f"{type(exc).__name__}: {exc}"
-        if self.redis_ok:
-            self.redis_ok = False
-            # One WARNING per outage for the whole process (rockstar_ws.outage), not one per subsystem.
-            outage.failed(f"live registry at {safe_url(self.url)}", what, exc, log=logger)
+        if not self.redis_ok:
+            return
+        self.redis_ok = False
+        if pool_timeout(exc):
+            # Redis may answer fine: this process had more calls in flight than its pool holds.
+            # Not an outage of Redis, so not reported as one (the log says which it was).
+            self._pool_dry_since = time.monotonic()
+            logger.warning(
+                "live registry at %s: no free connection in its Redis pool within %.1fs while %s "
+                "(pool exhausted, Redis not known to be down): counting in this process until the "
+                "next heartbeat reaches Redis", safe_url(self.url), self.timeout, what)
+            return
+        # One WARNING per outage for the whole process (rockstar_ws.outage), not one per subsystem.
+        outage.failed(f"live registry at {safe_url(self.url)}", what, exc, log=logger)
 
     def _recovered(self) -> None:
         if not self.redis_ok:
             self.redis_ok = True
             self.last_error = ""
+            if self._pool_dry_since is not None:
+                logger.info("live registry at %s: its Redis pool has free connections again after %.1fs",
+                            safe_url(self.url), time.monotonic() - self._pool_dry_since)
+                self._pool_dry_since = None
+                return
             outage.recovered(f"live registry at {safe_url(self.url)}", log=logger)
+
+    # -- batching -------------------------------------------------------------------------
+    async def _run(self, op: list[str]) -> int:
+        """Queue one operation for the next batch script and wait for its result.
+
+        Every admission and release of one event-loop tick goes to Redis as one EVALSHA
+        (``lua/batch.lua``), one batch in flight at a time: a burst of handshakes needs one pooled
+        connection, not one each, and the operations stay in the order they were queued.
+        """
+        self._redis()
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queue.append((op, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(0)  # one loop tick: the handshakes of this iteration join the batch
+        while self._queue:
+            batch = self._queue[:BATCH_MAX]
+            del self._queue[:BATCH_MAX]
+            args: list[str] = [self.prefix, self.process, self._ttl_ms]
+            for op, _future in batch:
+                args += op
+            try:
+                results = await self._call("batch", self._keys, args)
+            except BaseException as exc:
+                for _op, future in batch:
+                    if not future.done():
+                        future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            self.batches += 1
+            self.batched += len(batch)
+            for (op, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(int(result))
+                elif op[0] == "a" and int(result) == 0:
+                    # Counted in Redis for a handshake that gave up waiting: the next heartbeat
+                    # rewrites this process's counts from its own, which never had it.
+                    self._dirty = True
 
     def _ensure_heartbeat(self) -> None:
         self._redis()  # a client on the running loop first: a new loop resets the heartbeat
@@ -157,11 +227,6 @@ class RedisRegistry(LocalRegistry):
         self._ensure_heartbeat()
         fields, checks = fields_and_checks(ctx)
         record = self._record(ctx)
-        args: list[Any] = [self.prefix, self.process, self._ttl_ms, record.id,
-                           json.dumps(record.as_dict()), str(len(checks))]
-        for _kind, field, limit in checks:
-            args += [field, str(limit)]
-        args += fields
         if not self.redis_ok:  # an outage: count here at once; the heartbeat probes for Redis
             self._dirty = True
             kind = self._local_refusal(checks)
@@ -169,11 +234,16 @@ class RedisRegistry(LocalRegistry):
                 raise self._deny(kind, ctx)
             self._add(record, fields)
             return self._releaser(record, fields)
+        op: list[str] = ["a", record.id, json.dumps(record.as_dict()), str(len(checks))]
+        for _kind, field, limit in checks:
+            op += [field, str(limit)]
+        op.append(str(len(fields)))
+        op += fields
         self._pending += 1
         self._admitting += 1
         try:
             try:
-                refused = int(await self._call("admit", self._keys, args))
+                refused = await self._run(op)
                 if self._resyncing:
                     self._dirty = True
                 self._recovered()
@@ -206,7 +276,7 @@ class RedisRegistry(LocalRegistry):
                 return
             self._pending += 1
             try:
-                await self._call("release", self._keys[2:], [record.id, *fields])
+                await self._run(["r", record.id, str(len(fields)), *fields])
                 if self._resyncing:
                     self._dirty = True
             except asyncio.CancelledError:

@@ -134,6 +134,14 @@ class DaphneBridge(_ProtocolBridge):
             p.sendPreparedMessage(prepared)
         return 0
 
+    def accepted(self) -> bool:
+        # daphne refuses a handshake that the application has not accepted within
+        # --websocket_connect_timeout (5 s) itself and then ignores the accept: the protocol is
+        # then not open (autobahn opens it synchronously inside the accept that got through).
+        p = self.protocol
+        open_state = getattr(p, "STATE_OPEN", None)
+        return open_state is None or getattr(p, "state", open_state) == open_state
+
     def pause_reading(self) -> None:
         # daphne queues every message it reads for the application without bound: only
         # Twisted's producer pause makes the pump's wait reach the client as TCP back-pressure.

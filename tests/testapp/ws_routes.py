@@ -234,3 +234,40 @@ ws.add_stage(require_ticket, name="ticket")
 async def staged(ctx: Context, conn: WebSocketConnection) -> None:
     record("staged handler ran")
     await conn.write_json(ctx.server.pipeline.names)
+
+
+async def relay(ctx: Context, conn: WebSocketConnection) -> None:
+    """Through the channel layer to its own channel: ``send N`` (N ``rockstar.send`` messages, in
+    order), ``close`` (a ``rockstar.close``), ``tasks`` (this process's asyncio tasks, as JSON)."""
+    layer = ctx.server.channel_layer
+    async for _t, data in conn:
+        if data.startswith("send "):
+            for i in range(int(data[5:])):
+                await layer.send(conn.channel_name, {"type": "rockstar.send", "message_type": TextMessage,
+                                                     "data": f"r{i}"})
+        elif data == "close":
+            await layer.send(conn.channel_name, {"type": "rockstar.close", "code": 4321, "reason": "relayed"})
+        elif data == "tasks":
+            await conn.write_json({"tasks": len(asyncio.all_tasks()), "layer": type(layer).__module__})
+
+
+ws.register_route("/ws/test/relay", relay)
+
+
+# -- a handshake slower than the server's own handshake timeout (daphne --websocket_connect_timeout)
+async def slow_handshake(ctx: Context, next: Any) -> Any:
+    """Wait ``?delay=`` seconds before the accept; record when the connection has ended."""
+    await asyncio.sleep(float(ctx.request.query_param("delay") or 0))
+    try:
+        return await next(ctx)
+    finally:
+        record("slow-handshake ended")
+
+
+async def slow_handler(ctx: Context, conn: WebSocketConnection) -> None:
+    record("slow-handshake handler ran")
+    async for _message in conn:
+        pass
+
+
+ws.register_route("/ws/test/slow-handshake", slow_handler, [slow_handshake])

@@ -166,3 +166,55 @@ def test_a_wrong_registry_host_dict_is_refused_at_start_up(bad, message):
         with pytest.raises(ImproperlyConfigured, match=message):
             redis_url_from_settings()
         assert [e.id for e in check_registry(None)] == ["rockstar_ws.E103"]
+
+
+async def test_a_burst_goes_to_redis_in_a_few_batches_through_a_pool_of_two(redis_url, key_prefix):
+    """300 handshakes at once: each admission is checked in order inside one script per batch,
+    so the limit is exact, and one batch in flight needs one pooled connection, not 300."""
+    from rockstar_ws.core.redis import waiting_client
+
+    registry = RedisRegistry(redis_url, prefix=key_prefix, process="host-burst:1",
+                             client_factory=lambda: waiting_client(redis_url, 1.0, max_connections=2))
+    try:
+        with override_settings(ROCKSTAR_WS={"MAX_CONNECTIONS_PER_IP": 250}):
+            admitted, refused = await _admit_all([registry], 300)
+            assert (len(admitted), refused) == (250, 50)
+            assert registry.redis_ok and registry.last_error == ""
+            assert registry.batched == 300 and registry.batches <= 10, registry.batches
+            assert (await registry.snapshot())["by_ip"] == {"10.9.9.9": 250}
+            await asyncio.gather(*[release() for release in admitted])
+            assert (await registry.snapshot())["total"] == 0
+            assert registry.batched == 550
+    finally:
+        await registry.close()
+
+
+def _one_connection_client(url: str):
+    """A client whose pool has one connection and gives up waiting for it after 0.2 s."""
+    import redis.asyncio as aioredis
+
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=1, timeout=0.2, socket_timeout=10)
+    return aioredis.Redis(connection_pool=pool)
+
+
+async def test_a_dry_pool_is_logged_as_such_not_as_redis_down(redis_url, key_prefix, caplog):
+    registry = RedisRegistry(redis_url, prefix=key_prefix, process="host-dry:1", timeout=5.0,
+                             client_factory=lambda: _one_connection_client(redis_url))
+    server = WebSocketServer(name="dry")
+    try:
+        client = registry._redis()
+        await registry.beat()  # the heartbeat task starts; its one call is done
+        hog = asyncio.ensure_future(client.blpop(f"{key_prefix}never", 1))  # holds the one connection
+        await asyncio.sleep(0)
+        with caplog.at_level("WARNING", logger="rockstar_ws.registry"):
+            release = await registry.admit(_ctx(server))  # counted in this process meanwhile
+        assert not registry.redis_ok and registry.total == 1
+        lines = [r.getMessage() for r in caplog.records]
+        assert any("pool exhausted, Redis not known to be down" in line for line in lines), lines
+        assert not any("Redis unreachable" in line for line in lines), lines
+        await hog
+        await registry.beat()  # Redis answers: this process's counts are written there
+        assert registry.redis_ok and (await registry.snapshot())["total"] == 1
+        await release()
+    finally:
+        await registry.close()
