@@ -507,16 +507,23 @@ async def test_broadcast_sync_from_a_management_command(server_factory, server_e
 
 async def test_slow_reader_is_closed_with_1013_and_does_not_delay_the_others(server_factory, redis_url,
                                                                              layer_prefix):
-    env = redis_env(redis_url, layer_prefix, GROUP_MAX_BUFFERED_BYTES=1024 * 1024)
+    # A limit of 4 MiB and a flood of 12.8 MB: the stalled member (a 4 KiB receive window) passes
+    # the limit long before the end, while a reader the loaded machine starves for a moment (its
+    # receive buffer not grown yet) has megabytes of slack before it would count as not reading.
+    env = redis_env(redis_url, layer_prefix, GROUP_MAX_BUFFERED_BYTES=4 * 1024 * 1024)
     a, b = server_factory(env=env), server_factory(env=env)
     group = "slow-close"
     fast = [await member(a, group), await member(b, group)]
     slow = stalled_member(b, group)  # it never reads: its socket buffers fill, then daphne's
     sender = await member(a, group, join=False)
-    count, pad = 300, 16 * 1024
+    count, pad = 800, 16 * 1024
     await flood(sender, count, pad)
-    for m in fast:
-        got = await m.take(count, timeout=60)
+    for name, m in zip(("on a", "on b"), fast, strict=True):
+        try:
+            got = await m.take(count, timeout=60)
+        except TimeoutError:
+            raise AssertionError(f"the fast member {name} did not get all {count} broadcasts in 60 s; "
+                                 f"its close code: {getattr(m.ws, 'close_code', None)!r}") from None
         assert [x[:4] for x in got] == [f"{i:04d}" for i in range(count)]
     st = await eventually(lambda: _stats_if(b, lambda s: s["closed"].get("1013")))
     assert st["groups"]["slow_closed"] == 1 and st["closed"]["1013"] == 1
