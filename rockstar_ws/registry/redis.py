@@ -38,8 +38,6 @@ def lua_script(name: str) -> str:
 
 #: Operations of one batch script at most (a longer queue goes in several, one after the other).
 BATCH_MAX = 500
-#: The heartbeat's rewrite of this process's state, queued among the batches (never sent as an op).
-REWRITE = "rewrite"
 
 
 def pool_timeout(exc: BaseException) -> bool:
@@ -180,13 +178,8 @@ class RedisRegistry(LocalRegistry):
     async def _flush(self) -> None:
         await asyncio.sleep(0)  # one loop tick: the handshakes of this iteration join the batch
         while self._queue:
-            if self._queue[0][0][0] == REWRITE:
-                await self._rewrite_now(self._queue.pop(0)[1])
-                continue
-            size = min(len(self._queue), BATCH_MAX)
-            size = next((i for i in range(size) if self._queue[i][0][0] == REWRITE), size)
-            batch = self._queue[:size]
-            del self._queue[:size]
+            batch = self._queue[:BATCH_MAX]
+            del self._queue[:BATCH_MAX]
             args: list[str] = [self.prefix, self.process, self._ttl_ms]
             for op, _future in batch:
                 args += op
@@ -213,25 +206,6 @@ class RedisRegistry(LocalRegistry):
                     # flight (the rewrite waits for a moment with none).
                     self._undo(op)
 
-    async def _rewrite_now(self, future: asyncio.Future[int]) -> None:
-        """The heartbeat's rewrite, in the batches' order: no batch is in flight (this is the
-        flusher), and one loop tick lets the waiters of the batch before apply their results, so
-        this process's state is exactly what Redis has run. A release queued behind it finds its
-        record gone and changes nothing (lua/batch.lua); an admission behind it runs after it."""
-        await asyncio.sleep(0)
-        try:
-            await self._resync()
-        except asyncio.CancelledError:
-            if not future.done():
-                future.cancel()
-            raise
-        except Exception as exc:
-            if not future.done():
-                future.set_exception(exc)
-            return
-        if not future.done():
-            future.set_result(0)
-
     def _ensure_heartbeat(self) -> None:
         self._redis()  # a client on the running loop first: a new loop resets the heartbeat
         self._beat = loop_task(self._beat, self._loop, self._heartbeat_loop)
@@ -251,10 +225,8 @@ class RedisRegistry(LocalRegistry):
                 # asynchronous, so it may lack this process's last admissions and releases.
                 self._dirty = True
             self._replid = replid
-            if self._dirty or (not kept and self.counts):
-                # Through the batch queue, not beside it: a rewrite beside the batches had to wait
-                # for a moment with none in flight, which a reconnect storm never has.
-                await self._enqueue([REWRITE])
+            if (self._dirty or (not kept and self.counts)) and self._pending == 0:
+                await self._resync()
             self._recovered()
         except asyncio.CancelledError:
             raise
