@@ -143,12 +143,37 @@ class RedisRegistry(LocalRegistry):
         (``lua/batch.lua``), one batch in flight at a time: a burst of handshakes needs one pooled
         connection, not one each, and the operations stay in the order they were queued.
         """
+        future = self._enqueue(op)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            # Cancelled after the batch answered but before this task resumed: an admission
+            # Redis made must be given back, or it stays counted for a connection nobody has.
+            if (op[0] == "a" and future.done() and not future.cancelled() and future.exception() is None
+                    and future.result() == 0):
+                self._undo(op)
+            raise
+
+    def _enqueue(self, op: list[str]) -> asyncio.Future[int]:
         self._redis()
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._queue.append((op, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush())
-        return await future
+        return future
+
+    def _undo(self, op: list[str]) -> None:
+        """Queue the release of admission ``op`` (Redis admitted it; its waiter is gone).
+
+        The release goes in the next batch, after the admission (batches keep their order), and
+        ``lua/batch.lua`` decrements only when the record was there: exact whichever ran."""
+        n = int(op[3])
+        fields = op[5 + 2 * n:]
+        self._enqueue(["r", op[1], str(len(fields)), *fields]).add_done_callback(self._undone)
+
+    def _undone(self, future: asyncio.Future[int]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            self._dirty = True  # not given back: the next heartbeat rewrites this process's state
 
     async def _flush(self) -> None:
         await asyncio.sleep(0)  # one loop tick: the handshakes of this iteration join the batch
@@ -164,6 +189,8 @@ class RedisRegistry(LocalRegistry):
                 for _op, future in batch:
                     if not future.done():
                         future.set_exception(exc if isinstance(exc, Exception) else asyncio.CancelledError())
+                    else:  # its waiter gave up: Redis may or may not have run it
+                        self._dirty = True
                 if not isinstance(exc, Exception):
                     raise
                 continue
@@ -173,9 +200,11 @@ class RedisRegistry(LocalRegistry):
                 if not future.done():
                     future.set_result(int(result))
                 elif op[0] == "a" and int(result) == 0:
-                    # Counted in Redis for a handshake that gave up waiting: the next heartbeat
-                    # rewrites this process's counts from its own, which never had it.
-                    self._dirty = True
+                    # Counted in Redis for a handshake that gave up waiting (daphne cancels an
+                    # application it timed out): given back in the next batch. Left to the
+                    # heartbeat's rewrite, it stayed counted while a storm kept handshakes in
+                    # flight (the rewrite waits for a moment with none).
+                    self._undo(op)
 
     def _ensure_heartbeat(self) -> None:
         self._redis()  # a client on the running loop first: a new loop resets the heartbeat
@@ -233,7 +262,7 @@ class RedisRegistry(LocalRegistry):
             if kind is not None:
                 raise self._deny(kind, ctx)
             self._add(record, fields)
-            return self._releaser(record, fields)
+            return self._releaser(record, fields, sent=False)
         op: list[str] = ["a", record.id, json.dumps(record.as_dict()), str(len(checks))]
         for _kind, field, limit in checks:
             op += [field, str(limit)]
@@ -248,9 +277,10 @@ class RedisRegistry(LocalRegistry):
                     self._dirty = True
                 self._recovered()
             except asyncio.CancelledError:
-                self._dirty = True
-                raise
+                raise  # what Redis admitted for it is given back (_run, _flush)
             except Exception as exc:
+                # Redis may have run the batch (a reply too late is a timeout here): counted here
+                # now; its release removes it from Redis too if it is there (_releaser).
                 self._failed("admission", exc)
                 kind = self._local_refusal(checks)
                 refused = 0 if kind is None else 1 + [c[0] for c in checks].index(kind)
@@ -260,9 +290,13 @@ class RedisRegistry(LocalRegistry):
         finally:
             self._pending -= 1
             self._admitting -= 1
-        return self._releaser(record, fields)
+        return self._releaser(record, fields, sent=True)
 
-    def _releaser(self, record: ConnectionRecord, fields: list[str]) -> Release:
+    def _releaser(self, record: ConnectionRecord, fields: list[str], sent: bool = True) -> Release:
+        """The release of ``record``. ``sent``: its admission went to Redis, which may hold it
+        whatever this process thinks of Redis now (another batch's timeout sets ``redis_ok`` to
+        False for all): it is always released there. Only a record counted here alone while
+        Redis was known down skips Redis then (the heartbeat's rewrite covers it)."""
         released = False
 
         async def release() -> None:
@@ -271,7 +305,7 @@ class RedisRegistry(LocalRegistry):
                 return
             released = True
             self._remove(record, fields)
-            if not self.redis_ok:
+            if not self.redis_ok and not sent:
                 self._dirty = True
                 return
             self._pending += 1

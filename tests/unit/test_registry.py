@@ -218,3 +218,79 @@ async def test_a_dry_pool_is_logged_as_such_not_as_redis_down(redis_url, key_pre
         await release()
     finally:
         await registry.close()
+
+
+async def _redis_total(registry: RedisRegistry) -> tuple[int, int]:
+    """This process's count and records as Redis holds them (not this process's own view)."""
+    snap = await registry.snapshot(records=True)
+    assert not snap.get("error"), snap
+    return snap["total"], len(snap["connections"])
+
+
+async def test_a_release_reaches_redis_while_another_batch_has_failed(redis_url, key_prefix):
+    """A failed batch (here: no pooled connection in time) marks Redis as failing for the whole
+    process; a connection admitted through Redis before must still be released there, or it stays
+    counted until a heartbeat rewrites the counts, which a storm of handshakes postpones for good.
+    A release for an admission Redis never ran changes nothing there."""
+    registry = RedisRegistry(redis_url, prefix=key_prefix, process="host-leak:1", timeout=5.0, heartbeat=60,
+                             ttl=120, client_factory=lambda: _one_connection_client(redis_url))
+    server = WebSocketServer(name="leak")
+    try:
+        client = registry._redis()
+        await registry.beat()
+        release_a = await registry.admit(_ctx(server, "10.0.0.1:1"))
+        release_c = await registry.admit(_ctx(server, "10.0.0.3:1"))
+        assert await _redis_total(registry) == (2, 2)
+        hog = asyncio.ensure_future(client.blpop(f"{key_prefix}never", 1))  # holds the one connection
+        await asyncio.sleep(0)
+        release_b = await registry.admit(_ctx(server, "10.0.0.2:1"))  # counted here only
+        assert not registry.redis_ok and registry.total == 3
+        await hog
+        await release_a()
+        assert await _redis_total(registry) == (1, 1)
+        await release_b()  # never in Redis: C stays counted there
+        assert await _redis_total(registry) == (1, 1)
+        await release_c()
+        assert await _redis_total(registry) == (0, 0)
+        assert registry.total == 0
+    finally:
+        await registry.close()
+
+
+async def test_an_admission_whose_waiter_was_cancelled_is_given_back_in_redis(redis_url, key_prefix):
+    """daphne cancels an application it timed out, maybe while its admission waits for the batch:
+    the batch still admits it in Redis, and the registry must release what it admitted there."""
+    from tests.waiting import wait_until_async
+
+    registry = RedisRegistry(redis_url, prefix=key_prefix, process="host-cancel:1", timeout=5.0, heartbeat=60,
+                             ttl=120, client_factory=lambda: _one_connection_client_waiting(redis_url))
+    server = WebSocketServer(name="cancel")
+    try:
+        client = registry._redis()
+        await registry.beat()
+        release_live = await registry.admit(_ctx(server, "10.0.0.1:1"))
+        batches = registry.batches
+        hog = asyncio.ensure_future(client.blpop(f"{key_prefix}never", 1))  # the batch waits for it
+        await asyncio.sleep(0)
+        waiter = asyncio.ensure_future(registry.admit(_ctx(server, "10.0.0.2:1")))
+        await wait_until_async(lambda: not registry._queue and registry._pending == 1, timeout=10)
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        await hog
+        await wait_until_async(lambda: registry.batches > batches, timeout=30)  # Redis admitted it
+        await wait_until_async(lambda: registry.batches > batches + 1, timeout=30)  # and gave it back
+        assert await _redis_total(registry) == (1, 1) and registry.total == 1
+        assert registry.redis_ok and not registry._dirty
+        await release_live()
+        assert await _redis_total(registry) == (0, 0)
+    finally:
+        await registry.close()
+
+
+def _one_connection_client_waiting(url: str):
+    """A client whose pool has one connection and waits up to 20 s for it."""
+    import redis.asyncio as aioredis
+
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=1, timeout=20, socket_timeout=10)
+    return aioredis.Redis(connection_pool=pool)

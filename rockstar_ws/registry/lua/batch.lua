@@ -3,7 +3,7 @@
 -- admitted before it in this batch*, so a batch is exactly as strict as one script per connection.
 -- KEYS: nodes, this process's alive, counts, conns. ARGV: prefix, me, ttl, then the operations:
 --   'a', id, record, n, (field, limit) * n, nf, field * nf   -> 0 admitted, i refused by check i
---   'r', id, nf, field * nf                                  -> 0
+--   'r', id, nf, field * nf                                  -> 0 (nothing when the record is absent)
 local prefix, me, ttl = ARGV[1], ARGV[2], ARGV[3]
 local out = {}
 local live = nil
@@ -50,10 +50,13 @@ while i <= #ARGV do
     i = f + nf + 1
   elseif op == 'r' then
     local id, nf = ARGV[i + 1], tonumber(ARGV[i + 2])
-    for j = i + 3, i + 2 + nf do
-      if redis.call('HINCRBY', KEYS[3], ARGV[j], -1) <= 0 then redis.call('HDEL', KEYS[3], ARGV[j]) end
+    -- Only a record that is here is uncounted: a release may come for an admission Redis never
+    -- ran (a timed-out batch) or twice (a cancelled waiter's), and must then change nothing.
+    if redis.call('HDEL', KEYS[4], id) == 1 then
+      for j = i + 3, i + 2 + nf do
+        if redis.call('HINCRBY', KEYS[3], ARGV[j], -1) <= 0 then redis.call('HDEL', KEYS[3], ARGV[j]) end
+      end
     end
-    redis.call('HDEL', KEYS[4], id)
     out[#out + 1] = 0
     i = i + 3 + nf
   else
