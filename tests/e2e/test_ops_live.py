@@ -79,6 +79,18 @@ async def wait_live(server, cookie: str, check, timeout: float = 10.0) -> dict[s
     return await poll(lambda: live(server, cookie), check, timeout, 0.2)
 
 
+async def staff_live_page(browser: Any, server) -> Any:
+    """A new page of ``browser`` (Playwright, async) on the admin's live view, logged in as the
+    test settings' staff user through the admin's login form."""
+    page = await browser.new_page()
+    await page.goto(f"{server.http_url}/admin/rockstar_ws/live/")
+    await page.fill("#id_username", "admin")
+    await page.fill("#id_password", "admin-password")
+    await page.click("input[type=submit]")
+    await page.wait_for_url("**/admin/rockstar_ws/live/")
+    return page
+
+
 async def refused(server, path: str = LIVE, **kwargs: Any) -> tuple[int, str]:
     """Open a handshake that must be refused: the HTTP status and reason phrase the client saw."""
     try:

@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.client import connect
-from tests.conftest import CHROMIUM
 from tests.conftest import CHROMIUM_ARGS as ARGS
-from tests.e2e.test_ops_live import LIVE, session_cookie
-
-pytestmark = pytest.mark.usefixtures("chromium")
+from tests.e2e.test_ops_live import LIVE, session_cookie, staff_live_page
 
 
-
-async def test_staff_sees_counts_update_without_reload_and_non_staff_is_kept_out(server_factory, server_env):
+async def test_staff_sees_counts_update_without_reload_and_non_staff_is_kept_out(chromium, server_factory,
+                                                                                    server_env):
     from playwright.async_api import async_playwright, expect
 
     server = server_factory("daphne")
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = await pw.chromium.launch(executable_path=chromium, args=ARGS, headless=True)
         try:
-            page = await browser.new_page()
-            await page.goto(f"{server.http_url}/admin/rockstar_ws/live/")
-            await page.fill("#id_username", "admin")
-            await page.fill("#id_password", "admin-password")
-            await page.click("input[type=submit]")
-            await page.wait_for_url("**/admin/rockstar_ws/live/")
+            page = await staff_live_page(browser, server)
             total = page.locator("#live-total")
             await expect(total).to_have_text("0", timeout=10_000)
             await page.evaluate("window.__notReloaded = true")

@@ -14,9 +14,8 @@ from websockets.exceptions import InvalidStatus
 from rockstar_ws.auth.tokens import access_token_for
 from tests.auth_helpers import user_ids
 from tests.client import connect, recv_json
-from tests.conftest import CHROMIUM
 from tests.conftest import CHROMIUM_ARGS as ARGS
-from tests.e2e.test_ops_live import cluster_env, http_get, live, wait_live
+from tests.e2e.test_ops_live import cluster_env, http_get, live, staff_live_page, wait_live
 
 FAST = '{"LIVE_SERIES_INTERVAL": 0.5, "LIVE_PAGE_REFRESH": 0.3, "METRICS_TOKEN": "series-test-token"}'
 
@@ -94,14 +93,9 @@ async def test_chart_moves_when_connections_open(chromium, server_factory, serve
 
     server = server_factory("daphne", env={"ROCKSTAR_TEST_WS_SETTINGS": FAST})
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        browser = await pw.chromium.launch(executable_path=chromium, args=ARGS, headless=True)
         try:
-            page = await browser.new_page()
-            await page.goto(f"{server.http_url}/admin/rockstar_ws/live/")
-            await page.fill("#id_username", "admin")
-            await page.fill("#id_password", "admin-password")
-            await page.click("input[type=submit]")
-            await page.wait_for_url("**/admin/rockstar_ws/live/")
+            page = await staff_live_page(browser, server)
             chart = page.locator("#live-chart")
             await expect(chart).to_have_attribute("data-last-connections", "0", timeout=20_000)
             async with AsyncExitStack() as stack:

@@ -21,6 +21,7 @@ from django.core.exceptions import ImproperlyConfigured
 from rockstar_ws.auth.tokens import access_token_for
 from tests.auth_helpers import user_ids
 from tests.client import connect
+from tests.conftest import CHROMIUM_ARGS
 from tests.waiting import wait_until_async
 
 DEADLINE = 30.0
@@ -274,15 +275,13 @@ def test_presence_store_follows_the_registry_redis_unless_told(settings):
 
 
 # -- the demo room in a browser -------------------------------------------------------------------
-def test_browser_a_logged_in_user_and_a_guest_see_each_others_names(daphne):
+def test_browser_a_logged_in_user_and_a_guest_see_each_others_names(chromium, daphne):
     pytest.importorskip("playwright")
     from playwright.sync_api import expect, sync_playwright
 
     room = f"names-{uuid.uuid4().hex[:6]}"
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             staff = browser.new_context().new_page()  # its own cookies: the session of admin
             staff.goto(f"{daphne.http_url}/admin/login/?next=/chat/{room}/")
