@@ -87,6 +87,22 @@ function closeAll(conns) {
   })));
 }
 
+// The measured window of a timed load: the warm-up, then job.duration seconds between the
+// "start" and "stop" marks; begin and end flip the load's own flags at the window's edges.
+async function measuredWindow(job, begin, end) {
+  await sleep(1000 * (job.warmup ?? 1));
+  begin();
+  mark("start");
+  const t = now();
+  const c = cpuSeconds();
+  await sleep(1000 * job.duration);
+  end();
+  const elapsed = now() - t;
+  const clientCpu = cpuSeconds() - c;
+  mark("stop");
+  return { elapsed, clientCpu };
+}
+
 async function echo(job) {
   const { opened: conns, failed } = await openMany([job.url], job.conns, 25, job);
   const payload = "x".repeat(job.size);
@@ -113,16 +129,7 @@ async function echo(job) {
     ws.on("close", () => { if (!stop) errors++; resolve(); });
     fire();
   }));
-  await sleep(1000 * (job.warmup ?? 1));
-  measuring = true;
-  mark("start");
-  const t = now();
-  const c = cpuSeconds();
-  await sleep(1000 * job.duration);
-  stop = true;
-  const elapsed = now() - t;
-  const clientCpu = cpuSeconds() - c;
-  mark("stop");
+  const { elapsed, clientCpu } = await measuredWindow(job, () => { measuring = true; }, () => { stop = true; });
   await Promise.race([Promise.all(loops), sleep(10000)]);
   await closeAll(conns);
   return { ops: count, elapsed, rate: count / elapsed, p50: percentile(latencies, 0.5),
@@ -159,16 +166,7 @@ async function handshake(job) {
     }
   }
   const workers = Array.from({ length: job.concurrency }, worker);
-  await sleep(1000 * (job.warmup ?? 1));
-  measuring = true;
-  mark("start");
-  const t = now();
-  const c = cpuSeconds();
-  await sleep(1000 * job.duration);
-  stop = true;
-  const elapsed = now() - t;
-  const clientCpu = cpuSeconds() - c;
-  mark("stop");
+  const { elapsed, clientCpu } = await measuredWindow(job, () => { measuring = true; }, () => { stop = true; });
   await Promise.all(workers);
   return { ops: count, elapsed, rate: count / elapsed, p50: percentile(latencies, 0.5),
            p99: percentile(latencies, 0.99), errors, error_kinds: kinds, client_cpu: clientCpu / elapsed };

@@ -217,20 +217,20 @@ def _no_loss(r: dict[str, Any]) -> str | None:
     return None
 
 
-def _broadcast_extra(r: dict[str, Any]) -> str | None:
-    if _no_loss(r):
-        return _no_loss(r)
-    if r.get("p99") is not None and r["p99"] >= 0.100:
-        return f"p99 {r['p99'] * 1000:.0f} ms >= 100 ms"
-    return None
+def _lossless_p99_under(limit: float) -> Callable[[dict[str, Any]], str | None]:
+    """A target's extra condition: nothing lost or duplicated, and a p99 under ``limit`` seconds."""
+    def extra(r: dict[str, Any]) -> str | None:
+        lost = _no_loss(r)
+        if lost:
+            return lost
+        if r.get("p99") is not None and r["p99"] >= limit:
+            return f"p99 {r['p99'] * 1000:.0f} ms >= {limit * 1000:.0f} ms"
+        return None
+    return extra
 
 
-def _scale_extra(r: dict[str, Any]) -> str | None:
-    if _no_loss(r):
-        return _no_loss(r)
-    if r.get("p99") is not None and r["p99"] >= 0.150:
-        return f"p99 {r['p99'] * 1000:.0f} ms >= 150 ms"
-    return None
+_broadcast_extra = _lossless_p99_under(0.100)
+_scale_extra = _lossless_p99_under(0.150)
 
 
 def _history_extra(r: dict[str, Any]) -> str | None:
