@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -92,17 +93,27 @@ def redis_url() -> str:
     return f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
 
 
+@contextmanager
+def keys_deleted_after(redis_url: str, prefix: str) -> Iterator[str]:
+    """Give ``prefix``; afterwards delete every key under it on the shared Redis (never FLUSHDB:
+    other tests and other checkouts share that Redis). The prefix fixtures are built on it."""
+    try:
+        yield prefix
+    finally:
+        client = redis_lib.Redis.from_url(redis_url)
+        try:
+            keys = list(client.scan_iter(match=prefix + "*", count=1000))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+
+
 @pytest.fixture
 def key_prefix(redis_url: str) -> Iterator[str]:
-    """A Redis key prefix of this test on the shared Redis; every key under it is deleted afterwards
-    (never FLUSHDB: other tests and other checkouts share that Redis)."""
-    prefix = f"rockstar_ws:test:{uuid.uuid4().hex[:12]}:"
-    yield prefix
-    client = redis_lib.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=prefix + "*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    """A Redis key prefix of this test on the shared Redis; every key under it is deleted afterwards."""
+    with keys_deleted_after(redis_url, f"rockstar_ws:test:{uuid.uuid4().hex[:12]}:") as prefix:
+        yield prefix
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ import pytest
 import redis as redis_lib
 
 from tests.client import connect
+from tests.conftest import keys_deleted_after
 from tests.servers import ROOT
 from tests.waiting import poll
 
@@ -153,13 +154,8 @@ async def eventually(check, timeout: float = 20, every: float = 0.2):
 @pytest.fixture
 def layer_prefix(redis_url: str) -> Iterator[str]:
     """A channels-redis prefix of this test; its keys are deleted afterwards (never FLUSHDB)."""
-    prefix = f"rwtest{uuid.uuid4().hex[:10]}"
-    yield prefix
-    client = redis_lib.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with keys_deleted_after(redis_url, f"rwtest{uuid.uuid4().hex[:10]}") as prefix:
+        yield prefix
 
 
 def redis_env(url: str, prefix: str, **ws: object) -> dict[str, str]:

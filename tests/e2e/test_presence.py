@@ -15,13 +15,12 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-import redis as redis_lib
 from django.core.exceptions import ImproperlyConfigured
 
 from rockstar_ws.auth.tokens import access_token_for
 from tests.auth_helpers import user_ids
 from tests.client import connect
-from tests.conftest import CHROMIUM_ARGS
+from tests.conftest import CHROMIUM_ARGS, keys_deleted_after
 from tests.waiting import wait_until_async
 
 DEADLINE = 30.0
@@ -102,13 +101,8 @@ def ids(server_env: dict[str, str]) -> dict[str, int]:
 @pytest.fixture
 def prefix(redis_url: str) -> Iterator[str]:
     """Redis key prefix of this test (layer, registry, presence); its keys are deleted afterwards."""
-    name = f"rwpres{uuid.uuid4().hex[:10]}"
-    yield name
-    client = redis_lib.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{name}*", count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with keys_deleted_after(redis_url, f"rwpres{uuid.uuid4().hex[:10]}") as name:
+        yield name
 
 
 def cluster_env(redis_url: str, prefix: str, **presence: Any) -> dict[str, str]:

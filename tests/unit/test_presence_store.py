@@ -26,6 +26,7 @@ from rockstar_ws.presence import (
     PresenceStore,
     RedisPresenceStore,
 )
+from tests.conftest import keys_deleted_after
 from tests.servers import ROOT
 from tests.waiting import wait_until_async
 
@@ -42,15 +43,8 @@ async def until(check: Callable[[], Awaitable[bool]], what: str, deadline: float
 @pytest.fixture
 def prefix(redis_url: str) -> Iterator[str]:
     """A key prefix of this test only; its keys are deleted afterwards (never FLUSHDB)."""
-    value = f"rockstar_ws:test:presence:{uuid.uuid4().hex}:"
-    yield value
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=value + "*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    with keys_deleted_after(redis_url, f"rockstar_ws:test:presence:{uuid.uuid4().hex}:") as value:
+        yield value
 
 
 @pytest.fixture
