@@ -124,7 +124,7 @@ class AsgiSide:
     """
 
     def __init__(self, ctx: Context, conn: WebSocketConnection, send: Send,
-                 on_accept: Callable[[str | None], None]) -> None:
+                 on_accept: Callable[[str | None], bool]) -> None:
         self.ctx = ctx
         self.conn = conn
         self._send = send
@@ -135,6 +135,8 @@ class AsgiSide:
         self.accepted = False
         #: The refusal the application asked for (a close, or a denial response) before accepting.
         self.refusal: Deny | None = None
+        #: The server had ended the handshake itself when the accept went out (``on_accept`` False).
+        self.ended_by_server = False
         self._gone = False
 
     def abandon(self) -> None:
@@ -176,8 +178,11 @@ class AsgiSide:
                 accept["headers"] = message["headers"]
             self.ctx.subprotocol = subprotocol
             await self._send(accept)
+            if not self._on_accept(subprotocol):  # dropped: nothing counted, the app sees a disconnect
+                self.ended_by_server = True
+                self.abandon()
+                return
             self.accepted = True
-            self._on_accept(subprotocol)
             self.decided.set()
         elif kind == "websocket.send":
             if not self.accepted:

@@ -223,8 +223,14 @@ class RockstarConsumer(AsyncConsumer):
         conn.set_guard(guard)
         return conn, guard
 
-    def _accepted(self, conn: WebSocketConnection, guard: Any, subprotocol: str | None) -> None:
-        """The accept went out: the connection is open and counted."""
+    def _accepted(self, conn: WebSocketConnection, guard: Any, subprotocol: str | None) -> bool:
+        """The accept went out: the connection is open and counted. False (nothing counted, no
+        handler to run) when the server had ended the handshake itself meanwhile (daphne's
+        connect timeout): the client has its refusal and the accept was dropped."""
+        if not self.bridge.accepted():
+            logger.info("handshake of %s ended by the server before the accept (its handshake timeout)",
+                        conn.ctx.route.label)
+            return False
         self.accepted = True
         conn.opened(subprotocol)
         self.server._opened(conn)
@@ -232,6 +238,7 @@ class RockstarConsumer(AsyncConsumer):
             guard.start()
         if self.bridge.name == "daphne":
             watch_daphne_shutdown(self.server)
+        return True
 
     async def _serve(self, ctx: Context) -> None:
         # Middleware may have chosen the subprotocol: a name the client did not send verbatim
@@ -242,13 +249,8 @@ class RockstarConsumer(AsyncConsumer):
         if ctx.subprotocol:
             accept["subprotocol"] = ctx.subprotocol
         await self.base_send(accept)
-        if not self.bridge.accepted():
-            # The server ended the handshake itself (daphne's connect timeout): the client has its
-            # refusal, so no handler runs and nothing is counted as opened.
-            logger.info("handshake of %s ended by the server before the accept (its handshake timeout)",
-                        ctx.route.label)
+        if not self._accepted(conn, guard, ctx.subprotocol):
             raise ConnectionClosed(CloseCode.ABNORMAL, "handshake ended by the server")
-        self._accepted(conn, guard, ctx.subprotocol)
         await self._run(ctx, conn, None)
 
     async def _serve_asgi(self, ctx: Context) -> None:
@@ -281,6 +283,8 @@ class RockstarConsumer(AsyncConsumer):
             app.cancel()
         except BaseException:
             pass
+        if side.ended_by_server:
+            raise ConnectionClosed(CloseCode.ABNORMAL, "handshake ended by the server")
         if side.refusal is not None:
             raise side.refusal
         exc = app.exception() if app.done() and not app.cancelled() else None

@@ -68,3 +68,23 @@ async def test_a_handshake_daphne_timed_out_is_neither_served_nor_counted(server
     assert "slow-handshake ended" in events
     assert "slow-handshake handler ran" not in events
     assert await probe(server, "connections") == 1
+
+
+
+async def test_a_consumer_whose_accept_daphne_dropped_is_not_counted(server_factory):
+    """The same for a Channels consumer served as a route: its accept goes out after daphne has
+    refused the handshake, so the connection is not counted and the consumer gets its disconnect."""
+    server = server_factory("daphne", args=["--websocket_connect_timeout", "1"])
+    assert await probe(server, "connections") == 1  # the probe's own
+    with pytest.raises((InvalidHandshake, OSError)):
+        async with connect(server, "/ws/test/slow-handshake-consumer?delay=2.5"):
+            pass
+    events = await poll(lambda: probe(server, "events"),
+                        lambda e: "slow-handshake consumer disconnected" in e and "slow-handshake ended" in e,
+                        timeout=20)
+    assert "slow-handshake consumer accept returned" in events  # its connect ran on to the end
+    assert await probe(server, "connections") == 1
+    # Every connection this server opened was a probe, closed with 1000, but for the one asking now:
+    # the consumer's connection was never opened (counted, then closed abnormally).
+    stats = await probe(server, "stats")
+    assert stats["closed"] == {"1000": stats["opened"] - 1}, stats

@@ -271,3 +271,22 @@ async def slow_handler(ctx: Context, conn: WebSocketConnection) -> None:
 
 
 ws.register_route("/ws/test/slow-handshake", slow_handler, [slow_handshake])
+
+
+def _slow_consumer() -> Any:
+    """A Channels consumer behind the same slow middleware: what it sees when daphne has already
+    refused the handshake by the time its accept goes out."""
+    from channels.generic.websocket import AsyncWebsocketConsumer
+
+    class SlowConsumer(AsyncWebsocketConsumer):
+        async def connect(self) -> None:
+            await self.accept()
+            record("slow-handshake consumer accept returned")
+
+        async def disconnect(self, code: int) -> None:
+            record("slow-handshake consumer disconnected")
+
+    return SlowConsumer.as_asgi()
+
+
+ws.register_route("/ws/test/slow-handshake-consumer", _slow_consumer(), [slow_handshake])
