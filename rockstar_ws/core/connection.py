@@ -68,6 +68,9 @@ class GroupMembership(Protocol):
 class Guard(Protocol):
     """What a connection asks of its guard (rockstar_ws.limits.guard): guarded writes."""
 
+    #: True when the next write needs no watching (it cannot wait, it stays under the byte limit).
+    write_ready: Callable[[], bool]
+
     async def send(self, message: dict[str, Any]) -> None:
         """Write one ASGI message to the client, within the write limits."""
 
@@ -82,8 +85,8 @@ class WebSocketConnection:
 
     __slots__ = ("ctx", "_send", "_bridge", "_inbox", "_inbox_size", "_inbox_bytes", "_inbox_max_bytes", "_room",
                  "_waiter", "_state", "close_code", "close_reason", "channel_name", "subprotocol", "groups",
-                 "_on_close", "_guard", "_membership", "_reader", "_discarded", "_closing", "_direct", "_unpark",
-                 "__weakref__")
+                 "_on_close", "_guard", "_write_ready", "_membership", "_reader", "_discarded", "_closing",
+                 "_direct", "_unpark", "__weakref__")
 
     def __init__(self, ctx: Context, send: Callable[[dict[str, Any]], Awaitable[None]],
                  *, inbox_size: int = 256, inbox_max_bytes: int = 0,
@@ -112,6 +115,8 @@ class WebSocketConnection:
         self._on_close: list[Callable[[WebSocketConnection], Any]] = []
         #: Write limits, rate limit and idle timer (rockstar_ws.guard); None when all are off.
         self._guard: Guard | None = None
+        #: The guard's ``write_ready`` (None without a guard): True lets a write skip the guard.
+        self._write_ready: Callable[[], bool] | None = None
         self._membership = membership
         #: The task reading the client's messages (the consumer's pump) while it reads; None otherwise.
         self._reader: asyncio.Task[Any] | None = None
@@ -120,7 +125,7 @@ class WebSocketConnection:
         #: The close frame's send when the pump itself closed on a server where closes linger.
         self._closing: asyncio.Future[None] | None = None
         #: While the pump is parked (see :meth:`park`): the reader's own receive of one message.
-        self._direct: Callable[[], Awaitable[None]] | None = None
+        self._direct: Callable[[], Awaitable[Message | None]] | None = None
         #: While the pump is parked: what wakes it (it reads again until a reader waits).
         self._unpark: Callable[[], None] | None = None
 
@@ -179,6 +184,7 @@ class WebSocketConnection:
         if self._state != CONNECTING:
             raise RuntimeError(f"{self!r}: the guard is set before the connection opens")
         self._guard = guard
+        self._write_ready = guard.write_ready if guard is not None else None
 
     def reading_by(self, task: asyncio.Task[Any] | None) -> None:
         """The pump tells which task reads the client now (None: nobody reads)."""
@@ -189,10 +195,12 @@ class WebSocketConnection:
         """True while the pump reads this client's messages."""
         return self._reader is not None
 
-    def park(self, direct: Callable[[], Awaitable[None]], unpark: Callable[[], None]) -> None:
+    def park(self, direct: Callable[[], Awaitable[Message | None]], unpark: Callable[[], None]) -> None:
         """The pump stops reading and lets the handler read for itself: while parked,
         :meth:`read_message` with an empty inbox awaits ``direct()`` (one client message received
-        and processed as the pump would, in the reader's task: one task wake-up per message), and
+        and processed as the pump would, in the reader's task: one task wake-up per message; it
+        returns the message when it is simply the next one for the reader, None when it went
+        through the pump's checks instead), and
         ``unpark()`` gives the reading back to the pump (a read with a timeout, the close)."""
         self._direct = direct
         self._unpark = unpark
@@ -323,7 +331,9 @@ class WebSocketConnection:
             direct = self._direct
             if direct is not None:
                 if timeout is None:  # the pump is parked: receive the next message in this task
-                    await direct()
+                    item = await direct()
+                    if item is not None:  # nothing queued before it: it is the next one
+                        return item
                     continue
                 # A timeout cancels what it waits for: only the pump's receive may be cancelled.
                 self.wake_parked_pump()
@@ -364,11 +374,11 @@ class WebSocketConnection:
                              "ASGI applications cannot send them")
         else:
             raise ValueError(f"Unknown message type {message_type!r}: use TextMessage (1) or BinaryMessage (2)")
-        guard = self._guard
-        if guard is None:
+        ready = self._write_ready
+        if ready is None or ready():  # no guard, or nothing for it to watch in this write
             await self._send(message)
         else:  # a client that does not read makes the write fail (1013) instead of hang
-            await guard.send(message)
+            await self._guard.send(message)  # type: ignore[union-attr]
 
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Close the connection. Idempotent: closing a closed connection does nothing. Never

@@ -53,6 +53,13 @@ class ServerBridge:
         """Bytes written to this client that the server has not sent yet (0 when unknown)."""
         return 0
 
+    def write_ready(self, limit: int) -> Callable[[], bool] | None:
+        """A check, cheap enough to run before every write, that is True when a send now would
+        neither wait (the server's send does not block) nor leave more than ``limit`` bytes
+        unsent (0: no byte limit). None when this server gives no way to tell: every write then
+        goes through the guard's slow path (rockstar_ws.limits.guard)."""
+        return None
+
     def pause_reading(self) -> None:
         """Stop reading the client's socket (servers that read without being asked: daphne)."""
 

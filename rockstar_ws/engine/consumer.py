@@ -36,7 +36,7 @@ from channels.exceptions import ChannelFull
 from ..auth.manager import REFRESH_PREFIX
 from ..conf import ws_settings
 from ..core.backoff import Backoff
-from ..core.connection import SyncConnection, WebSocketConnection
+from ..core.connection import Message, SyncConnection, WebSocketConnection
 from ..core.context import Context, Request
 from ..core.errors import ConnectionClosed, Deny, ImproperlyConfigured, NoRoute
 from ..core.logsafe import escape
@@ -122,6 +122,7 @@ class RockstarConsumer(AsyncConsumer):
         self._seen = 0
         self._max_size = 0
         self._limiter: Any = None
+        self._plain = False
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
                        send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
@@ -473,8 +474,11 @@ class RockstarConsumer(AsyncConsumer):
             return
         conn.wake_parked_pump()
 
-    async def _read_direct(self) -> None:
-        """One client message received in the reader's own task while the pump is parked."""
+    async def _read_direct(self) -> Message | None:
+        """One client message received in the reader's own task while the pump is parked: the
+        message itself when it is one for the handler and needs nothing else (the common case:
+        it never goes through the inbox), otherwise None once the pump's checks have handled it
+        (a close, a ping, a refresh, a message too big or over the rate, or one queued)."""
         self._in_direct += 1
         try:
             message = await self._receive()
@@ -487,11 +491,26 @@ class RockstarConsumer(AsyncConsumer):
             self._arm_watch()
         conn = self.conn
         assert conn is not None
+        if self._plain and message["type"] == "websocket.receive" and conn.is_open:
+            # The checks of _take that can pass without anything to do, in the same order.
+            text = message.get("text")
+            max_size = self._max_size
+            if text is not None:
+                if (not max_size or len(text) * 4 <= max_size) and not text.startswith(PING_PREFIX):
+                    return (TextMessage, text)
+            else:
+                data = message.get("bytes") or b""
+                if not max_size or len(data) <= max_size:
+                    return (BinaryMessage, data)
         await self._take(conn, message, direct=True)
+        return None
 
     def _setup_take(self, conn: WebSocketConnection) -> None:
         self._max_size = conn.ctx.upgrader.max_message_size if conn.ctx.upgrader else self.server.max_message_size
         self._limiter = self.server.new_rate_limiter(conn)
+        # No rate limit and no refresh control: a direct read may hand most messages over as they
+        # come (_read_direct); otherwise every message goes through _take.
+        self._plain = self._limiter is None and self.control is None
 
     async def _take(self, conn: WebSocketConnection, message: dict[str, Any], direct: bool = False) -> bool:
         """Process one message of the server's ``receive``, in the pump or in a parked pump's

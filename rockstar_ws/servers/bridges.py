@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..core.transport import Send, ServerBridge
@@ -71,7 +72,22 @@ class DaphneBridge(_ProtocolBridge):
         transport = getattr(self.protocol, "transport", None)
         if transport is None:
             return 0
-        return len(getattr(transport, "dataBuffer", b"")) + int(getattr(transport, "_tempDataLen", 0))
+        # Twisted's FileDescriptor: ``dataBuffer`` is sent up to ``offset``, ``_tempDataBuffer``
+        # (``_tempDataLen`` bytes) waits to be joined to it.
+        return (len(getattr(transport, "dataBuffer", b"")) - int(getattr(transport, "offset", 0))
+                + int(getattr(transport, "_tempDataLen", 0)))
+
+    def write_ready(self, limit: int) -> Callable[[], bool] | None:
+        # daphne's send never waits (Twisted buffers): only the byte limit can stop a write.
+        if not limit:
+            return _always
+        t = getattr(self.protocol, "transport", None)
+        if t is None or not all(hasattr(t, name) for name in ("dataBuffer", "offset", "_tempDataLen")):
+            return None  # not Twisted's FileDescriptor (TLS wraps it): buffered_bytes() per write
+
+        def ready() -> bool:
+            return len(t.dataBuffer) - t.offset + t._tempDataLen <= limit
+        return ready
 
     def write_frame(self, prepared: Any, limit: int) -> int:
         """Write one broadcast frame prepared once for every member (autobahn's ``PreparedMessage``).
@@ -201,6 +217,27 @@ class UvicornBridge(_ProtocolBridge):
                 return 0
             size = self._buffer_size = transport.get_write_buffer_size
         return size()
+
+    def write_ready(self, limit: int) -> Callable[[], bool] | None:
+        # uvicorn's websockets-sansio and wsproto protocols: send() waits only on ``writable``
+        # (cleared while asyncio's transport is over its high-water mark), then writes at once.
+        p = self.protocol
+        writable = getattr(p, "writable", None)
+        transport = getattr(p, "transport", None)
+        if not isinstance(writable, asyncio.Event) or transport is None:
+            return None  # the legacy websockets protocol awaits its own drain
+        is_set = writable.is_set
+        if not limit:
+            return is_set
+        size = transport.get_write_buffer_size
+
+        def ready() -> bool:
+            return is_set() and size() <= limit
+        return ready
+
+
+def _always() -> bool:
+    return True
 
 
 #: Quiet time that ends a linger: far above the gaps inside a burst a client writes at once, short

@@ -60,3 +60,29 @@ async def test_other_text_is_still_ordinary_data(daphne):
         for text in ['{"rockstar.pingx": 1}', ' {"rockstar.ping": 1}', '{"rockstar.pong": 1}']:
             await ws.send(text)
             assert await recv(ws) == text
+
+
+@pytest.mark.parametrize("kind", ["daphne", "uvicorn"])
+async def test_with_the_rate_limit_off_pings_sizes_and_order_still_hold(server_factory, kind):
+    """Without a rate limit a handler reading in its own task gets ordinary messages straight from
+    the server's receive, not through the inbox (engine/consumer.py ``_read_direct``): pings
+    are still answered by rockstar_ws and never echoed, the echoes keep their order and type
+    across them, and a message over MAX_MESSAGE_SIZE still closes with 1009."""
+    from tests.test_protection_e2e import protect_env
+
+    server = server_factory(kind, env=protect_env(MESSAGE_RATE=0, MAX_MESSAGE_SIZE=4096))
+    async with connect(server, "/ws/echo", max_size=None) as ws:
+        sent: list[str | bytes] = []
+        for i in range(200):
+            data: str | bytes = f"m{i}" if i % 3 else f"b{i}".encode()
+            await ws.send(data)
+            sent.append(data)
+            if i % 50 == 7:
+                await ws.send(json.dumps({"rockstar.ping": i}))
+                sent.append(json.dumps({"rockstar.pong": i}, separators=(", ", ": ")))
+        got = [await recv(ws) for _ in sent]
+        assert got == sent
+        await ws.send("x" * 4097)
+        with pytest.raises(ConnectionClosed) as info:
+            await recv(ws)
+        assert info.value.rcvd.code == 1009
