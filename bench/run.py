@@ -122,21 +122,23 @@ SCALE_STEPS = (200, 500, 1000, 2000, 5000)
 PENDING_PRESENCE = "not in this runner yet: python bench/presence_join.py (figures in docs/presence.md)"
 PENDING_CLIENT = "not in this runner yet: tests/e2e/test_client_browser.py measures the spread (docs/client.md)"
 ROWS: list[Row] = [
-    Row("echo-bare", ECHO, "bare websockets server (ceiling)", "bare", "/"),
+    # Each target's two rows are next to each other (measure_live reverses the order every other
+    # repetition, so each pair runs A then B, then B then A: drift on the machine hits both alike).
     Row("echo-bare-asgi-daphne", ECHO, "bare ASGI echo app, daphne (the server's ceiling)", "bare-asgi-daphne", "/"),
-    Row("echo-bare-asgi-uvicorn", ECHO, "bare ASGI echo app, uvicorn", "bare-asgi-uvicorn", "/"),
-    Row("echo-bare-asgi-granian", ECHO, "bare ASGI echo app, granian", "bare-asgi-granian", "/"),
-    Row("echo-rockstar-daphne-authstack", ECHO, "rockstar_ws, daphne, behind AuthMiddlewareStack (as the demo)",
-        "rockstar-daphne-authstack", "/bench/echo"),
-    Row("echo-plain-granian", ECHO, "plain Channels, granian", "plain-granian", "/bench/echo"),
-    Row("echo-rockstar-granian", ECHO, "rockstar_ws, granian", "rockstar-granian", "/bench/echo"),
-    Row("echo-plain-daphne", ECHO, "plain Channels, daphne", "plain-daphne", "/bench/echo"),
     Row("echo-rockstar-daphne", ECHO, "rockstar_ws, daphne", "rockstar-daphne", "/bench/echo"),
+    Row("echo-plain-daphne", ECHO, "plain Channels, daphne", "plain-daphne", "/bench/echo"),
     Row("echo-rockstar-daphne-noreg", ECHO, "rockstar_ws, daphne, registry off", "rockstar-daphne-noreg",
         "/bench/echo"),
     Row("echo-rockstar-daphne-mw3", ECHO, "rockstar_ws, daphne, 3 middleware", "rockstar-daphne", "/bench/echo-mw3"),
-    Row("echo-plain-uvicorn", ECHO, "plain Channels, uvicorn", "plain-uvicorn", "/bench/echo"),
+    Row("echo-rockstar-daphne-authstack", ECHO, "rockstar_ws, daphne, behind AuthMiddlewareStack (as the demo)",
+        "rockstar-daphne-authstack", "/bench/echo"),
+    Row("echo-bare", ECHO, "bare websockets server (ceiling)", "bare", "/"),
+    Row("echo-bare-asgi-uvicorn", ECHO, "bare ASGI echo app, uvicorn", "bare-asgi-uvicorn", "/"),
     Row("echo-rockstar-uvicorn", ECHO, "rockstar_ws, uvicorn", "rockstar-uvicorn", "/bench/echo"),
+    Row("echo-plain-uvicorn", ECHO, "plain Channels, uvicorn", "plain-uvicorn", "/bench/echo"),
+    Row("echo-plain-granian", ECHO, "plain Channels, granian", "plain-granian", "/bench/echo"),
+    Row("echo-rockstar-granian", ECHO, "rockstar_ws, granian", "rockstar-granian", "/bench/echo"),
+    Row("echo-bare-asgi-granian", ECHO, "bare ASGI echo app, granian", "bare-asgi-granian", "/"),
     Row("hs-plain-daphne", HANDSHAKE, "plain Channels, daphne", "plain-daphne", "/bench/echo", "handshake"),
     Row("hs-rockstar-daphne", HANDSHAKE, "rockstar_ws open route, daphne", "rockstar-daphne", "/bench/echo",
         "handshake"),
@@ -629,7 +631,8 @@ def auth_job(row: Row, srv: ServerProc, ctx: Ctx) -> dict[str, Any] | None:
 
 
 def measure_live(rows: list[Row], ctx: Ctx) -> dict[str, list[dict[str, Any]]]:
-    """Echo and handshake rows: every server up at once, rows interleaved repetition by repetition."""
+    """Echo and handshake rows: every server up at once, rows interleaved repetition by repetition,
+    in reverse order every other repetition."""
     a = ctx.args
     runs: dict[str, list[dict[str, Any]]] = {r.key: [] for r in rows}
     if not redis_up():
@@ -653,7 +656,7 @@ def measure_live(rows: list[Row], ctx: Ctx) -> dict[str, list[dict[str, Any]]]:
                     job.update(way)
                 jobs[row.key] = job
         for rep in range(a.reps):
-            for row in rows:
+            for row in (rows if rep % 2 == 0 else rows[::-1]):
                 job = jobs[row.key]
                 if job is None:
                     continue
