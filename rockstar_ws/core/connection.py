@@ -85,8 +85,8 @@ class WebSocketConnection:
 
     __slots__ = ("ctx", "_send", "_bridge", "_inbox", "_inbox_size", "_inbox_bytes", "_inbox_max_bytes", "_room",
                  "_waiter", "_state", "close_code", "close_reason", "channel_name", "subprotocol", "groups",
-                 "_on_close", "_guard", "_write_ready", "_membership", "_reader", "_discarded", "_closing",
-                 "_direct", "_unpark", "__weakref__")
+                 "_on_close", "_guard", "_write_ready", "_write_now", "_membership", "_reader", "_discarded",
+                 "_closing", "_direct", "_unpark", "__weakref__")
 
     def __init__(self, ctx: Context, send: Callable[[dict[str, Any]], Awaitable[None]],
                  *, inbox_size: int = 256, inbox_max_bytes: int = 0,
@@ -95,6 +95,8 @@ class WebSocketConnection:
         self.ctx = ctx
         self._send = send
         self._bridge = bridge or ServerBridge(send)
+        #: The bridge's direct write (None on most servers): see ServerBridge.direct_writer.
+        self._write_now = self._bridge.direct_writer()
         # Created by the first message: an idle connection does not hold an empty deque (~760 B).
         self._inbox: deque[Message] | None = None
         self._inbox_size = inbox_size
@@ -361,11 +363,13 @@ class WebSocketConnection:
         if message_type == TextMessage:
             if not isinstance(data, str):
                 data = bytes(data).decode("utf-8")
-            message: dict[str, Any] = {"type": "websocket.send", "text": data}
+            binary = False
         elif message_type == BinaryMessage:
             if isinstance(data, str):
                 data = data.encode("utf-8")
-            message = {"type": "websocket.send", "bytes": bytes(data)}
+            elif type(data) is not bytes:
+                data = bytes(data)
+            binary = True
         elif message_type == MessageType.CLOSE:
             await self.close()
             return
@@ -374,6 +378,10 @@ class WebSocketConnection:
                              "ASGI applications cannot send them")
         else:
             raise ValueError(f"Unknown message type {message_type!r}: use TextMessage (1) or BinaryMessage (2)")
+        now = self._write_now
+        if now is not None and now(binary, data):  # written without the server's send (daphne)
+            return
+        message = {"type": "websocket.send", "bytes": data} if binary else {"type": "websocket.send", "text": data}
         ready = self._write_ready
         if ready is None or ready():  # no guard, or nothing for it to watch in this write
             await self._send(message)

@@ -53,6 +53,12 @@ class ServerBridge:
         """Bytes written to this client that the server has not sent yet (0 when unknown)."""
         return 0
 
+    def direct_writer(self) -> Callable[[bool, str | bytes], bool] | None:
+        """``write(binary, data) -> bool`` that writes one message without the server's ``send``
+        when it can (True), or None when this server has no such path. A False from it means
+        nothing was written: the message goes through ``send`` as usual."""
+        return None
+
     def write_ready(self, limit: int) -> Callable[[], bool] | None:
         """A check, cheap enough to run before every write, that is True when a send now would
         neither wait (the server's send does not block) nor leave more than ``limit`` bytes

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
     from ..core.connection import WebSocketConnection
 
 __all__ = ["DaphneBridge", "GranianBridge", "ServerBridge", "UvicornBridge", "bridge_for"]
+
+#: Headers of unmasked server frames with a 16-bit and a 64-bit payload length (RFC 6455, 5.2).
+_HEAD16 = struct.Struct("!BBH")
+_HEAD64 = struct.Struct("!BBQ")
 
 
 class _ProtocolBridge(ServerBridge):
@@ -89,6 +94,62 @@ class DaphneBridge(_ProtocolBridge):
             return len(t.dataBuffer) - t.offset + t._tempDataLen <= limit
         return ready
 
+    def _plain_transport(self) -> tuple[Any, ...]:
+        """(transport, socket send) on plain TCP (or a Unix socket) through Twisted's
+        FileDescriptor, else (); looked up on the first write and kept."""
+        plain = self._plain
+        if plain is None:
+            t = self.protocol.transport
+            ok = (getattr(t, "TLS", True) is False and hasattr(t, "socket") and hasattr(t, "_tempDataBuffer")
+                  and hasattr(t, "offset"))
+            plain = self._plain = (t, t.socket.send) if ok else ()
+        return plain
+
+    def direct_writer(self) -> Callable[[bool, str | bytes], bool] | None:
+        return self.write_now
+
+    def write_now(self, binary: bool, data: str | bytes) -> bool:
+        """Write one message straight to the client's socket when nothing else waits to be sent;
+        False (nothing written) when the usual path must take it.
+
+        The usual path is daphne's ``send`` -> ``handle_reply`` -> autobahn's ``sendMessage`` ->
+        Twisted's ``write``, which only buffers and registers the socket with the event loop (two
+        ``epoll_ctl`` calls and a loop pass per message, as ``write_frame`` describes). Here,
+        when Twisted and autobahn hold nothing unsent for this plain-TCP client and no option
+        changes the frame (per-message compression, automatic fragmentation, a payload limit it
+        is over), the frame is built (FIN, opcode, length; server frames are not masked) and
+        sent at once; what the kernel does not take goes to Twisted's ``write``. Anything else
+        (a frame written while data waits, TLS, a closing connection) returns False, and the
+        caller sends through daphne as before, behind what waits.
+        """
+        p = self.protocol
+        if p.state != p.STATE_OPEN or p.send_queue or p._perMessageCompress is not None or p.autoFragmentSize:
+            return False
+        plain = self._plain if self._plain is not None else self._plain_transport()
+        if not plain:
+            return False
+        t, send = plain
+        if t._tempDataLen or t.dataBuffer or not t.connected or t.disconnecting:
+            return False
+        payload: bytes = data if isinstance(data, bytes) else data.encode("utf-8")
+        n = len(payload)
+        if 0 < p.maxMessagePayloadSize < n:
+            return False  # autobahn refuses it with its own error
+        head = 0x82 if binary else 0x81
+        if n < 126:
+            frame = bytes((head, n)) + payload
+        elif n < 65536:
+            frame = _HEAD16.pack(head, 126, n) + payload
+        else:
+            frame = _HEAD64.pack(head, 127, n) + payload
+        try:
+            sent = send(frame)
+        except OSError:  # full (BlockingIOError), reset or closed: Twisted's write takes it from here
+            sent = 0
+        if sent < len(frame):
+            t.write(frame[sent:])
+        return True
+
     def write_frame(self, prepared: Any, limit: int) -> int:
         """Write one broadcast frame prepared once for every member (autobahn's ``PreparedMessage``).
 
@@ -119,12 +180,7 @@ class DaphneBridge(_ProtocolBridge):
             p.sendPreparedMessage(prepared)  # compressed per client: autobahn's own path
             return 0
         data: bytes = prepared.payloadHybi
-        plain = self._plain
-        if plain is None:  # first write: a plain TCP (or Unix socket) transport, Twisted's FileDescriptor?
-            t = p.transport
-            ok = (getattr(t, "TLS", True) is False and hasattr(t, "socket") and hasattr(t, "_tempDataBuffer")
-                  and hasattr(t, "offset"))
-            plain = self._plain = (t, t.socket.send) if ok else ()
+        plain = self._plain if self._plain is not None else self._plain_transport()
         if plain:
             t, send = plain
             if not t._tempDataLen and not t.dataBuffer and not p.send_queue and t.connected \
