@@ -65,6 +65,9 @@ class WebSocketServer(UserDelivery):
         self._middleware = tuple(middleware or ())
         self._use_settings = use_settings
         self._connections: set[WebSocketConnection] = set()
+        #: Coroutine functions run once when the process shuts down cleanly, after the open
+        #: connections got their 1001 (daphne's SIGTERM; rockstar_ws.servers.shutdown).
+        self.shutdown_hooks: list[Callable[[], Awaitable[Any]]] = []
         self.stats = Stats()
         self._executor: ThreadPoolExecutor | None = None
         self._layer: Any = None
@@ -247,6 +250,12 @@ class WebSocketServer(UserDelivery):
     def connections(self) -> frozenset[WebSocketConnection]:
         """A snapshot of this server's live connections in this process."""
         return frozenset(self._connections)
+
+    def on_shutdown(self, hook: Callable[[], Awaitable[Any]]) -> None:
+        """Run ``await hook()`` once when the process shuts down cleanly (daphne on SIGTERM),
+        after every open connection was sent its 1001; a hook added twice runs once."""
+        if hook not in self.shutdown_hooks:
+            self.shutdown_hooks.append(hook)
 
     def _opened(self, conn: WebSocketConnection) -> None:
         self._connections.add(conn)

@@ -114,7 +114,15 @@ def install(server: WebSocketServer) -> bool:
     if server not in installed_servers:
         installed_servers.append(server)
         server.add_stage(admit, name="admission")
+        server.on_shutdown(leave)
     return True
+
+
+async def leave() -> None:
+    """The process shuts down: its connections leave the cluster-wide counts at once (cluster
+    mode; nothing to do in embedded mode)."""
+    if _registry is not None:
+        await _registry.leave()
 
 
 def reset_registry() -> None:

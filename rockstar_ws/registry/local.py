@@ -125,5 +125,8 @@ class LocalRegistry:
         """Totals by route, tenant, user, IP and process: this process only in local mode."""
         return self.local_snapshot(records)
 
+    async def leave(self) -> None:
+        """The process is shutting down (cluster mode: its node leaves Redis at once)."""
+
     async def close(self) -> None:
         """Release resources (the Redis client in cluster mode)."""

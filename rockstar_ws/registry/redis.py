@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from django.core.exceptions import ImproperlyConfigured
 
 from ..conf import ws_settings
+from ..core.errors import Deny
 from ..core.outage import outage
 from ..core.redis import client_for, close_client, loop_task, text
 
@@ -84,6 +85,8 @@ class RedisRegistry(LocalRegistry):
         self.batches = 0
         self.batched = 0
         self._pool_dry_since: float | None = None
+        #: True once the process has left Redis (:meth:`leave`): handshakes are refused with 503.
+        self.left = False
         #: False while Redis is unreachable (connections are then counted in this process only).
         self.redis_ok = True
         self.last_error = ""
@@ -95,7 +98,7 @@ class RedisRegistry(LocalRegistry):
             # A burst of handshakes waits for a pooled connection instead of failing.
             self._client = client_for(self.url, self.timeout, self.client_factory)
             self._scripts = {name: self._client.register_script(lua_script(name))
-                             for name in ("batch", "heartbeat", "resync", "snapshot")}
+                             for name in ("batch", "heartbeat", "leave", "resync", "snapshot")}
             self._loop = loop
             self._beat = None
             self._queue = []  # futures of an ended loop: nobody waits for them any more
@@ -249,6 +252,8 @@ class RedisRegistry(LocalRegistry):
     # -- admission --------------------------------------------------------------------
     async def admit(self, ctx: Context) -> Release:
         """Count the connection cluster-wide or refuse it with 429 when a limit is reached."""
+        if self.left:  # shutting down: a connection admitted now would be counted again
+            raise Deny(503, "server shutting down")
         max_process = ws_settings.MAX_CONNECTIONS
         # Handshakes waiting for Redis hold a place too, or a burst could pass the process limit.
         if max_process and self.counts["total"] + self._admitting >= max_process:
@@ -335,6 +340,23 @@ class RedisRegistry(LocalRegistry):
             counts = {text(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
             nodes.append((text(node), counts, [json.loads(r) for r in recs]))
         return build_snapshot(self.mode, nodes, heartbeat=self.heartbeat, ttl=self.ttl)
+
+    async def leave(self) -> None:
+        """The process is shutting down cleanly: remove its node, its counters and its records
+        from Redis in one script (``lua/leave.lua``), so the cluster-wide counts and the limits
+        per user, IP and tenant drop its connections now, not ``REGISTRY_TTL`` after its last
+        heartbeat. A release that reaches Redis after it changes nothing (``batch.lua`` only
+        uncounts a record that is there); a failure is logged and left to the TTL."""
+        if self._client is None or self._loop is not asyncio.get_running_loop():
+            return  # never reached Redis on this loop: nothing of it there
+        self.left = True
+        if self._beat is not None:
+            self._beat.cancel()
+            self._beat = None
+        try:
+            await self._call("leave", self._keys, [self.process])
+        except Exception as exc:
+            self._failed("leave", exc)
 
     async def close(self) -> None:
         """Stop the heartbeat and close the Redis client."""

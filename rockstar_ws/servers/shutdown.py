@@ -6,7 +6,9 @@ application is still in its table, so nothing is cancelled and the process drops
 connection: clients see 1006. rockstar_ws adds its own "before shutdown" trigger to daphne's
 Twisted reactor: it sends every open connection a 1001 close frame, marks it closed (handlers
 see ``ConnectionClosed(1001)``) and gives clients up to ``CLOSE_TIMEOUT`` seconds (at most
-2 s) to answer before the reactor goes on shutting down.
+2 s) to answer before the reactor goes on shutting down. Then it runs the servers' shutdown
+hooks (``WebSocketServer.on_shutdown``): the registry's takes the process out of Redis's
+cluster-wide counts at once (docs/connections.md).
 
 Under uvicorn a cancelled consumer closes with 1001 itself (consumer.py); uvicorn also closes
 open connections on shutdown.
@@ -63,8 +65,11 @@ def _close_all() -> Any:
                 protocols.append(protocol)
             except Exception:  # a transport already gone: nothing to tell
                 pass
+    hooks: list[Any] = []
+    for server in list(_servers):
+        hooks += [h for h in getattr(server, "shutdown_hooks", ()) if h not in hooks]
     if not protocols:
-        return None
+        return _run_hooks(hooks)
     logger.info("server shutting down: sent 1001 to %d connection(s)", len(protocols))
     done: defer.Deferred[None] = defer.Deferred()
     clock: Any = reactor  # twisted types the global reactor as the IReactor* interfaces, not the object
@@ -77,4 +82,30 @@ def _close_all() -> Any:
             clock.callLater(0.05, poll)
 
     poll()
+    if hooks:
+        done.addCallback(lambda _: _run_hooks(hooks))
     return done
+
+
+#: Seconds each shutdown hook may take (the process is on its way out).
+HOOK_TIMEOUT = 3.0
+
+
+def _run_hooks(hooks: list[Any]) -> Any:
+    """Run the servers' shutdown hooks (``WebSocketServer.on_shutdown``) on daphne's asyncio
+    loop, one after the other; the reactor's shutdown waits for them (each at most
+    ``HOOK_TIMEOUT`` seconds)."""
+    if not hooks:
+        return None
+    import asyncio
+
+    from twisted.internet import defer
+
+    async def run() -> None:
+        for hook in hooks:
+            try:
+                await asyncio.wait_for(hook(), HOOK_TIMEOUT)
+            except Exception:
+                logger.exception("shutdown hook %r failed", hook)
+
+    return defer.Deferred.fromFuture(asyncio.ensure_future(run()))

@@ -246,6 +246,41 @@ async def test_two_processes_show_one_total_and_a_killed_one_drops_out(server_fa
     client.close()
 
 
+async def test_a_process_stopped_with_sigterm_leaves_the_counts_at_once(server_factory, staff, redis_url, prefix,
+                                                                        server_env):
+    """daphne on SIGTERM: after the 1001 closes the process takes its node out of Redis, so the
+    cluster-wide count and the per-user limit drop its connections now, not REGISTRY_TTL (60 s
+    here, heartbeat 20 s) after its last heartbeat."""
+    env = cluster_env(redis_url, prefix, REGISTRY_TTL=60, REGISTRY_HEARTBEAT=20, MAX_CONNECTIONS_PER_USER=1)
+    a = server_factory("daphne", env=env)
+    b = server_factory("daphne", env=env)
+    alice = {"additional_headers": {"Cookie": session_cookie(server_env, "alice")}}
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    gone = f"{socket.gethostname()}:{b.proc.pid}"
+    async with AsyncExitStack() as stack:
+        await open_clients(stack, a, 2)
+        on_b = await open_clients(stack, b, 2)
+        (alice_b,) = await open_clients(stack, b, 1, **alice)
+        await wait_live(a, staff, lambda d: live_only(d) == 5)
+        assert await refused(a, **alice) == (429, "too many connections for this user")
+        assert client.sismember(f"{prefix}:live:nodes", gone)
+        b.proc.send_signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        for ws in [*on_b, alice_b]:
+            await ws.wait_closed()
+            assert ws.close_code == 1001
+        await asyncio.to_thread(b.proc.wait, 15)
+        assert not client.sismember(f"{prefix}:live:nodes", gone)
+        assert not client.exists(f"{prefix}:live:node:{gone}:alive", f"{prefix}:live:node:{gone}:counts",
+                                 f"{prefix}:live:node:{gone}:conns")
+        data = await wait_live(a, staff, lambda d: live_only(d) == 2, timeout=5)
+        assert live_only(data) == 2 and len(data["by_process"]) == 1
+        assert time.monotonic() - stopped_at < 20  # well inside the 60 s TTL: not its expiry
+        await admitted_again(stack, a, **alice)  # alice's place on b is free at once
+
+
 async def test_redis_unavailable_fails_open_with_local_counts(server_factory, staff):
     dead = f"redis://127.0.0.1:{free_port()}/0"
     server = server_factory("daphne", env={"ROCKSTAR_TEST_WS_SETTINGS": json.dumps(
