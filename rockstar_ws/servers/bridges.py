@@ -285,6 +285,14 @@ class UvicornBridge(_ProtocolBridge):
         is_set = writable.is_set
         if not limit:
             return is_set
+        try:
+            _low, high = transport.get_write_buffer_limits()
+        except (AttributeError, NotImplementedError, TypeError, ValueError):
+            high = None
+        if high is not None and high <= limit:
+            # ``writable`` is cleared inside the write that takes the buffer past the high-water
+            # mark (``pause_writing``), so while it is set the buffer holds at most ``high``.
+            return is_set
         size = transport.get_write_buffer_size
 
         def ready() -> bool:
