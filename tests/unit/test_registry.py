@@ -294,3 +294,41 @@ def _one_connection_client_waiting(url: str):
 
     pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=1, timeout=20, socket_timeout=10)
     return aioredis.Redis(connection_pool=pool)
+
+
+async def test_every_key_expires_and_a_leaving_process_takes_its_own_away(redis_url, key_prefix):
+    """Nothing of the registry stays in Redis without an expiry (the set of nodes included, and
+    it only lengthens: a process with a shorter TTL never shortens another's), and a process that
+    leaves (a clean shutdown) removes its node at once; a release after that changes nothing and
+    a handshake after it is refused with 503."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    long = RedisRegistry(redis_url, prefix=key_prefix, process="host-long:1", heartbeat=20, ttl=60)
+    short = RedisRegistry(redis_url, prefix=key_prefix, process="host-short:2", heartbeat=1, ttl=2)
+    server = WebSocketServer(name="leave")
+    try:
+        await long.beat()
+        release = await long.admit(_ctx(server, "10.0.1.1:1"))
+        await short.beat()
+        await short.admit(_ctx(server, "10.0.1.2:1"))
+        keys = [k.decode() for k in client.scan_iter(f"{key_prefix}*")]
+        assert f"{key_prefix}nodes" in keys and len(keys) == 7  # the set + 3 keys per process
+        for key in keys:
+            assert 0 < client.pttl(key) <= 60_000, key
+        assert client.pttl(f"{key_prefix}nodes") > 2_000  # the short TTL did not shorten it
+        assert (await long.snapshot())["total"] == 2
+        await short.leave()
+        assert client.smembers(f"{key_prefix}nodes") == {b"host-long:1"}
+        assert not client.exists(*(f"{key_prefix}node:host-short:2:{k}" for k in ("alive", "counts", "conns")))
+        assert (await long.snapshot())["total"] == 1
+        with pytest.raises(Deny) as refused:
+            await short.admit(_ctx(server, "10.0.1.3:1"))
+        assert refused.value.status == 503
+        await long.leave()
+        await release()  # after the leave: nothing comes back
+        assert list(client.scan_iter(f"{key_prefix}*")) == []
+    finally:
+        await long.close()
+        await short.close()
+        client.close()

@@ -65,6 +65,9 @@ while i <= #ARGV do
 end
 if admitted then
   redis.call('SADD', KEYS[1], me)
+  -- The set of nodes expires too, once no process writes any more; a process only lengthens its
+  -- expiry (processes may run with different TTLs).
+  if redis.call('PTTL', KEYS[1]) < tonumber(ttl) then redis.call('PEXPIRE', KEYS[1], ttl) end
   redis.call('SET', KEYS[2], '1', 'PX', ttl)
   redis.call('PEXPIRE', KEYS[3], ttl)
   redis.call('PEXPIRE', KEYS[4], ttl)

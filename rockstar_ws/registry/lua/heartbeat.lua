@@ -5,6 +5,9 @@ for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   end
 end
 redis.call('SADD', KEYS[1], ARGV[1])
+-- The set of nodes expires too, once no process writes any more; a process only lengthens its
+-- expiry (processes may run with different TTLs).
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
 redis.call('PEXPIRE', KEYS[4], ARGV[2])
 local kept = redis.call('PEXPIRE', KEYS[3], ARGV[2])
