@@ -1252,8 +1252,9 @@ def history_table(results: dict[str, dict[str, Any]], a: argparse.Namespace) -> 
                                                                  strict=True) if off)
         lines.append(f"| {row.label} | {res['ratio']:.2f} on / off | {res['ratio_per_cpu']:.2f} | {res['off']:,.0f} | "
                      f"{res['on']:,.0f} | {rounds} |")
-    lines += ["", "Each round runs the case without history (`plain.bench`) and then with it (`news`, appended to "
-              "the history before the fan-out) on the same server, seconds apart; the figure is the median of the "
+    lines += ["", "Each round runs the case without history (`plain.bench`) and the case with it (`news`, appended "
+              "to the history before the fan-out) on the same server, seconds apart, off then on in odd rounds and "
+              "on then off in even ones, after one unmeasured warm-up of each; the figure is the median of the "
               "rounds' ratios. The publishers await each reply (it carries the offset), so a Redis round trip is on "
               "their path (docs/pubsub.md, \"Publishing and fan-out\"). These scripts start their own daphne "
               "(not pinned: server and client share both cores)."]
@@ -1475,7 +1476,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--hist-publications", type=int, help="history rows: publications per case; default 1000, "
                    "quick 80")
     p.add_argument("--hist-window", type=int, default=8, help="history rows: publisher connections (default 8)")
-    p.add_argument("--hist-rounds", type=int, help="history rows: rounds of off then on; default 5, quick 1")
+    p.add_argument("--hist-rounds", type=int,
+                   help="history rows: rounds of off and on (alternating order); default 5, quick 1")
     p.add_argument("--rec-runs", type=int, help="recovery row: runs; default 3, quick 1")
     p.add_argument("--daphne-backlog", type=int, default=0, help="daphne's listen backlog of every row (default: "
                    "daphne's own, Twisted's 50, except the idle and storm rows: 4096, as docs/deployment.md "

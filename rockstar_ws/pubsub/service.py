@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rockstar_ws.groups.encoding import Prepared
 from rockstar_ws.pubsub.config import HistoryPolicy, HistoryRule
 from rockstar_ws.pubsub.history import HistoryStore, MemoryHistoryStore, Position, Publication, Recovery
 from rockstar_ws.pubsub.permissions import namespaced, validate_group
@@ -129,9 +130,15 @@ class Subscription:
         #: Coroutine functions run when the subscription ends (presence leaves).
         self.on_end: list[Callable[[], Awaitable[None]]] = []
 
-    async def deliver(self, text: str, pub: Publication | None = None) -> None:
+    async def deliver(self, text: str, pub: Publication | None = None, frame: Prepared | None = None) -> None:
         if self.on_publication is None:
-            await self.session.conn.send_text(text)
+            session = self.session
+            if frame is not None and session.direct is not None and (session.ready is None or session.ready()):
+                # A live publication on daphne, which the guard has nothing to watch for: the frame
+                # prepared once for every subscriber goes to the socket (the hub's direct write).
+                if session.direct(frame.frame(), 0) == 0:
+                    return
+            await session.conn.send_text(text)  # not open, or the guard watches: the usual path
             return
         body = json.loads(text)
         await self.on_publication(Delivered(self.group, body.get("data"), body.get("offset"), body.get("epoch")))
@@ -154,6 +161,14 @@ class Session:
         self.closed = False
         #: Live items dropped over SESSION_QUEUE_LIMIT (refilled from history by the merge).
         self.dropped = 0
+        bridge = conn.transport
+        #: daphne's direct frame write (DaphneBridge.write_frame), as group members get broadcasts;
+        #: None on the other servers: every frame goes through ``conn.send_text``.
+        self.direct: Callable[[Any, int], int] | None = (
+            getattr(bridge, "write_frame", None) if getattr(bridge, "name", "") == "daphne" else None)
+        guard = conn.guard
+        #: The guard's "nothing to watch in this write" (None: no guard): a direct write only then.
+        self.ready: Callable[[], bool] | None = guard.write_ready if guard is not None else None
 
     # -- the writer ----------------------------------------------------------------------
     def _put(self, item: tuple[Any, ...]) -> None:
@@ -166,12 +181,13 @@ class Session:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def live(self, sub: Subscription, text: str, pub: Publication | None) -> bool:
-        """Queue a live publication for ``sub``; False when dropped (the queue is full)."""
+    def live(self, sub: Subscription, text: str, pub: Publication | None, frame: Prepared | None = None) -> bool:
+        """Queue a live publication for ``sub`` (``frame``: its frame, prepared once for every
+        subscriber); False when dropped (the queue is full)."""
         if len(self._queue) >= SESSION_QUEUE_LIMIT:
             self.dropped += 1
             return False
-        self._put(("live", sub, text, pub))
+        self._put(("live", sub, text, pub, frame))
         return True
 
     def send(self, text: str) -> None:
@@ -198,7 +214,7 @@ class Session:
             try:
                 kind = item[0]
                 if kind == "live":
-                    await self._live(item[1], item[2], item[3])
+                    await self._live(item[1], item[2], item[3], item[4])
                 elif kind == "send":
                     await self.conn.send_text(item[1])
                 else:
@@ -209,15 +225,15 @@ class Session:
             except Exception:
                 logger.exception("pub/sub delivery to %s failed", self.conn)
 
-    async def _live(self, sub: Subscription, text: str, pub: Publication | None) -> None:
+    async def _live(self, sub: Subscription, text: str, pub: Publication | None, frame: Prepared | None) -> None:
         if not sub.active:
             return
         if sub.merge is None or pub is None:
             if sub.merge is None:
-                await sub.deliver(text)
+                await sub.deliver(text, None, frame)
             return
         if sub.merge.advance(pub):  # the next one, in order: no lock, no list
-            await sub.deliver(text, pub)
+            await sub.deliver(text, pub, frame)
             return
         try:
             out = await sub.merge.live(pub)
@@ -451,9 +467,10 @@ class PubSub:
             return
         m = _PUSH_RE.match(text)
         pub = Publication(int(m.group(1)), m.group(2), text) if m else None
+        frame = Prepared(msg)  # framed on first use, once for every subscriber of this process
         for sub in tuple(subs):
             if sub.active:
-                sub.session.live(sub, text, pub)
+                sub.session.live(sub, text, pub, frame)
 
 
 class _Batch:

@@ -21,7 +21,7 @@ import redis as redis_lib
 from tests.client import InvalidStatus, connect
 from tests.pubsub_client import open_client
 from tests.servers import ROOT, free_port, wait_for_port
-from tests.waiting import wait_until_async
+from tests.waiting import poll, wait_until_async
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -461,3 +461,57 @@ async def test_publishes_while_the_history_redis_is_down_fail_and_later_ones_go_
             got = reader.pubs("news")
             assert sorted(p["data"] for p in got) == [f"after-{n}" for n in range(6)]  # no "lost" one
             assert [p["offset"] for p in got] == list(range(1, 7))  # Redis came back empty: a new epoch
+
+
+# -- live publications written straight to daphne's socket -----------------------------------------
+def _stalled_subscriber(server, group: str):
+    """A pub/sub client that subscribes to ``group`` and then never reads: a raw socket with a
+    tiny receive buffer (a client library would keep reading into its own memory)."""
+    import os
+    import socket
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    sock.sendall((f"GET /ws/test/pubsub HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                  "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  "Sec-WebSocket-Protocol: rockstar.pubsub.v1\r\n\r\n").encode())
+    sock.settimeout(10)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    body = json.dumps({"id": 1, "type": "subscribe", "group": group}).encode()
+    assert len(body) < 126  # one short masked text frame
+    mask = os.urandom(4)
+    sock.sendall(bytes([0x81, 0x80 | len(body)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(body)))
+    return sock
+
+
+async def test_a_subscriber_that_never_reads_is_closed_by_the_write_buffer_limit_on_daphne(server_factory):
+    """Live publications reach daphne's socket directly (the frame prepared once per process) only
+    while the guard has nothing to watch: a subscriber that never reads still passes
+    WRITE_BUFFER_LIMIT, is closed with 1013, and the reading subscriber gets every publication once,
+    in offset order."""
+    limit = 256 * 1024
+    server = server_factory("daphne", env={"ROCKSTAR_TEST_WS_SETTINGS": json.dumps(
+        {"MESSAGE_RATE": 0, "WRITE_BUFFER_LIMIT": limit})})
+    group = f"room.stall{uuid.uuid4().hex[:6]}"
+    async with open_client(server) as fast, open_client(server) as publisher:
+        first = (await fast.subscribe(group))["result"]["offset"]
+        slow = _stalled_subscriber(server, group)
+        try:
+            count, pad = 400, "x" * 32 * 1024  # 13 MB: far past the kernel's buffers and the limit
+            for _ in range(count):
+                assert "result" in await publisher.command("publish", group=group, data={"p": pad})
+            await fast.wait_for(lambda: len(fast.pubs(group)) >= count, deadline=60)
+            offsets = [p["offset"] for p in fast.pubs(group)]
+            assert offsets == list(range(first + 1, first + count + 1))
+
+            from tests.e2e.test_groups import stats
+
+            st = await poll(lambda: stats(server), lambda st: st["closed"].get("1013"), timeout=40)
+            assert st["closed"].get("1013") == 1, f"the stalled subscriber was not closed with 1013: {st}"
+        finally:
+            slow.close()
