@@ -51,6 +51,26 @@ def frame(opcode: int, payload: bytes = b"", *, fin: bool = True, mask: bool = T
     return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
+def stalled_reader(server: Any, path: str, *, subprotocol: str | None = None,
+                   first: bytes | None = None) -> socket.socket:
+    """A client that completes the handshake (and sends ``first`` as one text message), then
+    never reads: a blocking raw socket with a tiny receive buffer (a client library would keep
+    reading into its own memory)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.port))
+    extra = [f"Sec-WebSocket-Protocol: {subprotocol}"] if subprotocol else []
+    sock.sendall(handshake(path, server.port, extra=extra))
+    sock.settimeout(10)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    if first is not None:
+        sock.sendall(frame(0x1, first))
+    return sock
+
+
 def close_code(payload: bytes) -> int | None:
     """The code in a close frame's payload (None: no code)."""
     return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None

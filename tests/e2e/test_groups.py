@@ -22,6 +22,7 @@ import redis as redis_lib
 
 from tests.client import connect
 from tests.conftest import keys_deleted_after
+from tests.hostile import stalled_reader
 from tests.servers import ROOT
 from tests.waiting import poll
 
@@ -92,20 +93,8 @@ async def member(server, group: str, *, join: bool = True, **kw) -> Member:
 
 
 def stalled_member(server, group: str) -> socket.socket:
-    """A member that completes the handshake and then never reads: a raw socket with a tiny
-    receive buffer (a client library would keep reading into its own memory)."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", server.port))
-    sock.sendall((f"GET /ws/test/group/{group} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
-                  "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").encode())
-    sock.settimeout(10)
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += sock.recv(1)
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return sock
+    """A member that completes the handshake and then never reads."""
+    return stalled_reader(server, f"/ws/test/group/{group}")
 
 
 def read_texts_until(sock: socket.socket, prefix: str, timeout: float) -> list[str]:

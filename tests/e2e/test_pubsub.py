@@ -19,6 +19,7 @@ import pytest
 import redis as redis_lib
 
 from tests.client import InvalidStatus, connect
+from tests.hostile import stalled_reader
 from tests.pubsub_client import open_client
 from tests.servers import ROOT, free_port, wait_for_port
 from tests.waiting import poll, wait_until_async
@@ -465,28 +466,9 @@ async def test_publishes_while_the_history_redis_is_down_fail_and_later_ones_go_
 
 # -- live publications written straight to daphne's socket -----------------------------------------
 def _stalled_subscriber(server, group: str):
-    """A pub/sub client that subscribes to ``group`` and then never reads: a raw socket with a
-    tiny receive buffer (a client library would keep reading into its own memory)."""
-    import os
-    import socket
-
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", server.port))
-    sock.sendall((f"GET /ws/test/pubsub HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
-                  "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                  "Sec-WebSocket-Protocol: rockstar.pubsub.v1\r\n\r\n").encode())
-    sock.settimeout(10)
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += sock.recv(1)
-    assert head.startswith(b"HTTP/1.1 101"), head
+    """A pub/sub client that subscribes to ``group`` and then never reads."""
     body = json.dumps({"id": 1, "type": "subscribe", "group": group}).encode()
-    assert len(body) < 126  # one short masked text frame
-    mask = os.urandom(4)
-    sock.sendall(bytes([0x81, 0x80 | len(body)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(body)))
-    return sock
+    return stalled_reader(server, "/ws/test/pubsub", subprotocol="rockstar.pubsub.v1", first=body)
 
 
 async def test_a_subscriber_that_never_reads_is_closed_by_the_write_buffer_limit_on_daphne(server_factory):
