@@ -132,6 +132,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         out["ratio"] = statistics.median(ratios)
         out["ratio_per_cpu"] = statistics.median(cpu_ratios)
         out["spread"] = [round(min(ratios), 3), round(max(ratios), 3)]
+        out["all_ratios"] = [round(x, 3) for x in ratios]
+        out["all_cpu_ratios"] = [round(x, 3) for x in cpu_ratios]
         # Redis counts every client's scripts: the off case's count (no history) is the background.
         if redis_url and out["scripts_on"] > out["scripts_off"]:
             out["batch_on"] = args.publications / (out["scripts_on"] - out["scripts_off"])
