@@ -59,6 +59,13 @@ class ServerBridge:
         nothing was written: the message goes through ``send`` as usual."""
         return None
 
+    def frame_writer(self) -> Callable[[Any, int], int] | None:
+        """``write(prepared, limit) -> int`` that writes a frame prepared once for many clients
+        (autobahn's ``PreparedMessage``) without queueing: 0 written, -1 not open, else the bytes
+        held unsent over ``limit`` (nothing written). None when this server has no such path:
+        fan-outs then queue messages for the server's ``send``."""
+        return None
+
     def write_ready(self, limit: int) -> Callable[[], bool] | None:
         """A check, cheap enough to run before every write, that is True when a send now would
         neither wait (the server's send does not block) nor leave more than ``limit`` bytes

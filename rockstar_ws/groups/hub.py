@@ -55,8 +55,7 @@ class _Member:
         # daphne's send never waits: write directly (a frame prepared once for all members, straight
         # to the socket when Twisted holds nothing for it: DaphneBridge.write_frame) and watch its
         # buffer instead of queueing. None: a queue and a writer task.
-        self.direct: Callable[[Any, int], int] | None = (
-            getattr(self.bridge, "write_frame", None) if getattr(self.bridge, "name", "") == "daphne" else None)
+        self.direct: Callable[[Any, int], int] | None = self.bridge.frame_writer()
         self.queue: deque[dict[str, Any]] = deque()
         self.queued_bytes = 0
         #: monotonic time the writer's current send started (0: not sending).

@@ -84,11 +84,9 @@ class ConnectionGuard:
         self._current_task = _task_getter(asyncio.get_running_loop())
         #: True when a write may skip :meth:`send` (no wait possible, under the byte limit):
         #: WebSocketConnection.write_message then sends straight away.
-        self.write_ready: Callable[[], bool] = _never
-        if not self.write_timeout and not self.buffer_limit:
-            self.write_ready = _always
-        else:
-            self.write_ready = bridge.write_ready(self.buffer_limit) or _never
+        self.write_ready: Callable[[], bool] = (
+            _always if not self.write_timeout and not self.buffer_limit
+            else bridge.write_ready(self.buffer_limit) or _never)
 
     @property
     def watches_messages(self) -> bool:

@@ -161,11 +161,9 @@ class Session:
         self.closed = False
         #: Live items dropped over SESSION_QUEUE_LIMIT (refilled from history by the merge).
         self.dropped = 0
-        bridge = conn.transport
         #: daphne's direct frame write (DaphneBridge.write_frame), as group members get broadcasts;
         #: None on the other servers: every frame goes through ``conn.send_text``.
-        self.direct: Callable[[Any, int], int] | None = (
-            getattr(bridge, "write_frame", None) if getattr(bridge, "name", "") == "daphne" else None)
+        self.direct: Callable[[Any, int], int] | None = conn.transport.frame_writer()
         guard = conn.guard
         #: The guard's "nothing to watch in this write" (None: no guard): a direct write only then.
         self.ready: Callable[[], bool] | None = guard.write_ready if guard is not None else None

@@ -77,10 +77,9 @@ class DaphneBridge(_ProtocolBridge):
         transport = getattr(self.protocol, "transport", None)
         if transport is None:
             return 0
-        # Twisted's FileDescriptor: ``dataBuffer`` is sent up to ``offset``, ``_tempDataBuffer``
-        # (``_tempDataLen`` bytes) waits to be joined to it.
-        return (len(getattr(transport, "dataBuffer", b"")) - int(getattr(transport, "offset", 0))
-                + int(getattr(transport, "_tempDataLen", 0)))
+        if not all(hasattr(transport, name) for name in ("dataBuffer", "offset", "_tempDataLen")):
+            return 0
+        return _unsent(transport)
 
     def write_ready(self, limit: int) -> Callable[[], bool] | None:
         # daphne's send never waits (Twisted buffers): only the byte limit can stop a write.
@@ -91,7 +90,7 @@ class DaphneBridge(_ProtocolBridge):
             return None  # not Twisted's FileDescriptor (TLS wraps it): buffered_bytes() per write
 
         def ready() -> bool:
-            return len(t.dataBuffer) - t.offset + t._tempDataLen <= limit
+            return _unsent(t) <= limit
         return ready
 
     def _plain_transport(self) -> tuple[Any, ...]:
@@ -107,6 +106,9 @@ class DaphneBridge(_ProtocolBridge):
 
     def direct_writer(self) -> Callable[[bool, str | bytes], bool] | None:
         return self.write_now
+
+    def frame_writer(self) -> Callable[[Any, int], int] | None:
+        return self.write_frame
 
     def write_now(self, binary: bool, data: str | bytes) -> bool:
         """Write one message straight to the client's socket when nothing else waits to be sent;
@@ -142,12 +144,7 @@ class DaphneBridge(_ProtocolBridge):
             frame = _HEAD16.pack(head, 126, n) + payload
         else:
             frame = _HEAD64.pack(head, 127, n) + payload
-        try:
-            sent = send(frame)
-        except OSError:  # full (BlockingIOError), reset or closed: Twisted's write takes it from here
-            sent = 0
-        if sent < len(frame):
-            t.write(frame[sent:])
+        _send_at_once(t, send, frame)
         return True
 
     def write_frame(self, prepared: Any, limit: int) -> int:
@@ -185,14 +182,9 @@ class DaphneBridge(_ProtocolBridge):
             t, send = plain
             if not t._tempDataLen and not t.dataBuffer and not p.send_queue and t.connected \
                     and not t.disconnecting and not t.TLS:
-                try:
-                    sent = send(data)
-                except OSError:  # full (BlockingIOError), reset or closed: Twisted's write takes it
-                    sent = 0  # from here, and finds a dead connection on its own and ends it
-                if sent < len(data):
-                    t.write(data[sent:])
+                _send_at_once(t, send, data)
             else:
-                held = len(t.dataBuffer) - t.offset + t._tempDataLen
+                held = _unsent(t)
                 if limit and held > limit:
                     return held
                 if p.send_queue or t.TLS:  # autobahn's own queue goes first; TLS encrypts
@@ -298,6 +290,23 @@ class UvicornBridge(_ProtocolBridge):
         def ready() -> bool:
             return is_set() and size() <= limit
         return ready
+
+
+def _unsent(t: Any) -> int:
+    """Bytes Twisted's FileDescriptor ``t`` holds unsent: ``dataBuffer`` is sent up to
+    ``offset``, ``_tempDataBuffer`` (``_tempDataLen`` bytes) waits to be joined to it."""
+    return len(t.dataBuffer) - t.offset + t._tempDataLen
+
+
+def _send_at_once(t: Any, send: Callable[[bytes], int], data: bytes) -> None:
+    """Send ``data`` on the socket of ``t`` (Twisted holds nothing for it); what the kernel does
+    not take goes to Twisted's ``write``, behind nothing."""
+    try:
+        sent = send(data)
+    except OSError:  # full (BlockingIOError), reset or closed: Twisted's write takes it from here,
+        sent = 0  # and finds a dead connection on its own and ends it
+    if sent < len(data):
+        t.write(data[sent:])
 
 
 def _always() -> bool:
